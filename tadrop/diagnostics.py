@@ -1,0 +1,79 @@
+"""Data-free diagnostics of a merge: how much of each task vector the merged model keeps.
+
+Per task k, with delta = theta_merged(k) - theta_pre over all merged tensors:
+- ``cosine``: cos(delta, tau_k); ``rel_l2``: ||delta - tau_k|| / ||tau_k||;
+- the same over the entries the sparsifier kept for task k (``cosine_kept``, ``rel_l2_kept``;
+  equal to the full ones when there is no sparsifier).
+Between tasks j, k:
+- ``sign_conflict``: among entries where both tau_j and tau_k are non-zero, the fraction with
+  opposite signs; ``mask_overlap``: Jaccard index of the two keep-masks (1 without sparsifier).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tadrop.merge.base import MergeResult, sparsify_tensor
+from tadrop.task_vectors import iter_task_vectors
+
+
+def _cosine(dot: float, norm_a: float, norm_b: float) -> float:
+    return dot / math.sqrt(norm_a * norm_b) if norm_a > 0 and norm_b > 0 else float("nan")
+
+
+def _rel_l2(diff_sq: float, norm_sq: float) -> float:
+    return math.sqrt(diff_sq / norm_sq) if norm_sq > 0 else float("nan")
+
+
+def merge_diagnostics(result: MergeResult, *, device: str | torch.device = "cpu") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per-task table, pairwise table) as described in the module docstring."""
+    family = result.family
+    tasks = family.task_names
+    count = len(tasks)
+    # accumulators in float64: [dot, |delta|^2, |tau|^2, |delta - tau|^2] over all / kept entries
+    full = np.zeros((count, 4))
+    kept = np.zeros((count, 4))
+    conflicts = np.zeros((count, count))
+    both_nonzero = np.zeros((count, count))
+    intersection = np.zeros((count, count))
+    union = np.zeros((count, count))
+    for tensor in iter_task_vectors(family, device=device):
+        sparse = sparsify_tensor(tensor, result.sparsifier, tasks)
+        masks = sparse.keep_masks if sparse.keep_masks is not None else torch.ones_like(tensor.task_vectors, dtype=torch.bool)
+        signs = torch.sign(tensor.task_vectors)
+        for index, task in enumerate(tasks):
+            tau = tensor.task_vectors[index].double()
+            delta = result.merged_tensor(task, tensor.name).to(tau.device).double() - tensor.base.double()
+            for accumulator, selector in ((full, None), (kept, masks[index])):
+                t, d = (tau, delta) if selector is None else (tau[selector], delta[selector])
+                accumulator[index] += [float((t * d).sum()), float((d * d).sum()), float((t * t).sum()), float(((d - t) ** 2).sum())]
+        for j, k in itertools.combinations(range(count), 2):
+            nonzero = (signs[j] != 0) & (signs[k] != 0)
+            both_nonzero[j, k] += float(torch.count_nonzero(nonzero))
+            conflicts[j, k] += float(torch.count_nonzero(nonzero & (signs[j] != signs[k])))
+            intersection[j, k] += float(torch.count_nonzero(masks[j] & masks[k]))
+            union[j, k] += float(torch.count_nonzero(masks[j] | masks[k]))
+    per_task = pd.DataFrame(
+        {
+            "task": tasks,
+            "cosine": [_cosine(row[0], row[1], row[2]) for row in full],
+            "rel_l2": [_rel_l2(row[3], row[2]) for row in full],
+            "cosine_kept": [_cosine(row[0], row[1], row[2]) for row in kept],
+            "rel_l2_kept": [_rel_l2(row[3], row[2]) for row in kept],
+        }
+    )
+    pairs = [
+        {
+            "task_a": tasks[j],
+            "task_b": tasks[k],
+            "sign_conflict": conflicts[j, k] / both_nonzero[j, k] if both_nonzero[j, k] else float("nan"),
+            "mask_overlap": intersection[j, k] / union[j, k] if union[j, k] else float("nan"),
+        }
+        for j, k in itertools.combinations(range(count), 2)
+    ]
+    return per_task, pd.DataFrame(pairs, columns=["task_a", "task_b", "sign_conflict", "mask_overlap"])

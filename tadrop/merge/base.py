@@ -1,0 +1,191 @@
+"""Merge methods and the walk that applies one to a whole family.
+
+A method combines, tensor by tensor, the K (optionally sparsified) task vectors into one
+merged delta. ``run_merge`` walks the family once (plus a fit pass for global sparsifiers),
+sparsifies each task vector, calls the method, and collects a ``MergeResult``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+import torch
+
+from tadrop.sparsify.base import Sparsifier
+
+if TYPE_CHECKING:
+    from tadrop.task_vectors import ModelFamily, TensorTaskVectors
+
+Progress = Callable[[int, int, str], None]
+
+
+class Cancel(Protocol):
+    def is_set(self) -> bool: ...
+
+
+class MergeCancelled(RuntimeError):
+    """The user cancelled a merge; nothing was written."""
+
+
+@dataclass
+class SparsifiedTensor:
+    """One tensor's task vectors after sparsification."""
+
+    name: str
+    base: torch.Tensor  # (*shape) float32
+    task_vectors: torch.Tensor  # (K, *shape) float32, as read
+    sparse: torch.Tensor  # (K, *shape) float32, sparsified and rescaled (== task_vectors if none)
+    keep_masks: torch.Tensor | None  # (K, *shape) bool, None without a sparsifier
+    task_names: list[str] = field(default_factory=list)
+
+
+class MergeMethod:
+    """Base class: ``__init__`` stores parameters; ``merge_tensor`` returns the merged delta."""
+
+    name: ClassVar[str] = "method"
+    default_sparsifier: ClassVar[Callable[[], Sparsifier] | None] = None
+
+    def validate(self) -> None:
+        """Raise ValueError naming the parameter and its allowed range."""
+
+    def merge_tensor(self, tensor: SparsifiedTensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def new_result(self, family: ModelFamily, sparsifier: Sparsifier | None) -> MergeResult:
+        return MergeResult(self.name, self.get_params(), sparsifier, family)
+
+    def get_params(self) -> dict[str, object]:
+        return {key: value for key, value in vars(self).items() if not key.startswith("_")}
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{key}={value!r}" for key, value in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+
+@dataclass
+class MergeResult:
+    """The merged model: merged tensors in memory, base tensors for everything not merged."""
+
+    method: str
+    params: dict[str, object]
+    sparsifier: Sparsifier | None
+    family: ModelFamily
+    merged: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> float32 merged weight
+    kept: dict[str, int] = field(default_factory=dict)  # task -> entries kept by the sparsifier
+    total: int = 0  # entries per task vector
+
+    def add(self, tensor: SparsifiedTensor, merged_delta: torch.Tensor) -> None:
+        self.merged[tensor.name] = (tensor.base + merged_delta).cpu()
+
+    def sparsity(self) -> dict[str, float]:
+        """Per task, the fraction of task-vector entries the sparsifier dropped."""
+        if not self.kept or self.total == 0:
+            return dict.fromkeys(self.family.task_names, 0.0)
+        return {task: 1.0 - kept / self.total for task, kept in self.kept.items()}
+
+    def merged_tensor(self, task: str, name: str) -> torch.Tensor:
+        """The float32 merged weight of one tensor (task matters only for EMR)."""
+        return self.merged[name]
+
+    def model_for(self, task: str | None = None, *, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+        """Full state dict (base keys) of the model to use for ``task``, in the base's dtypes."""
+        state = {}
+        for name in self.family.base.keys():
+            if name in self.merged:
+                target = dtype or self.family.base.dtype(name)
+                state[name] = self.merged_tensor(task or "", name).to(target)
+            else:
+                state[name] = self.family.base.get(name)
+        return state
+
+    def describe(self) -> dict[str, object]:
+        """Provenance strings for the written checkpoint's metadata."""
+        return {
+            "method": self.method,
+            "method_params": self.params,
+            "sparsifier": None if self.sparsifier is None else self.sparsifier.name,
+            "sparsifier_params": None if self.sparsifier is None else self.sparsifier.get_params(),
+            "tasks": self.family.task_names,
+        }
+
+    def save(self, out_dir: str | Path, **write_options) -> Path:
+        from tadrop.merge.save import save_result
+
+        return save_result(self, out_dir, **write_options)
+
+
+def sparsify_tensor(tensor: TensorTaskVectors, sparsifier: Sparsifier | None, task_names: list[str]) -> SparsifiedTensor:
+    """Sparsify each task's slice of one tensor."""
+    if sparsifier is None:
+        return SparsifiedTensor(tensor.name, tensor.base, tensor.task_vectors, tensor.task_vectors, None, task_names)
+    keep_masks = torch.empty_like(tensor.task_vectors, dtype=torch.bool)
+    sparse = torch.empty_like(tensor.task_vectors)
+    for index, task in enumerate(task_names):
+        tau = tensor.task_vectors[index]
+        keep_masks[index] = sparsifier.keep_mask(tau, name=tensor.name, task=task)
+        sparse[index] = sparsifier.apply(tau, keep_masks[index], name=tensor.name, task=task)
+    return SparsifiedTensor(tensor.name, tensor.base, tensor.task_vectors, sparse, keep_masks, task_names)
+
+
+def iter_sparsified(
+    family: ModelFamily,
+    sparsifier: Sparsifier | None,
+    *,
+    device: str | torch.device = "auto",
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+) -> Iterator[SparsifiedTensor]:
+    """Walk the family, yielding each tensor's sparsified task vectors; fits global scope first."""
+    from tadrop.task_vectors import iter_task_vectors
+
+    if sparsifier is not None:
+        sparsifier.validate()
+        if sparsifier.needs_fit:
+            sparsifier.fit(family, device=device)
+    total = len(family.tensor_names)
+    for done, tensor in enumerate(iter_task_vectors(family, device=device)):
+        if cancel is not None and cancel.is_set():
+            raise MergeCancelled("The merge was cancelled; nothing was written.")
+        yield sparsify_tensor(tensor, sparsifier, family.task_names)
+        if progress is not None:
+            progress(done + 1, total, tensor.name)
+
+
+def run_merge(
+    family: ModelFamily,
+    method: MergeMethod,
+    sparsifier: Sparsifier | None = None,
+    *,
+    device: str | torch.device = "auto",
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+) -> MergeResult:
+    """Merge a whole family in memory (merged tensors kept on the CPU in float32)."""
+    method.validate()
+    if sparsifier is None and method.default_sparsifier is not None:
+        sparsifier = method.default_sparsifier()
+    result = method.new_result(family, sparsifier)
+    for tensor in iter_sparsified(family, sparsifier, device=device, progress=progress, cancel=cancel):
+        result.add(tensor, method.merge_tensor(tensor))
+        result.total += tensor.task_vectors[0].numel()
+        if tensor.keep_masks is not None:
+            for index, task in enumerate(family.task_names):
+                result.kept[task] = result.kept.get(task, 0) + int(torch.count_nonzero(tensor.keep_masks[index]))
+    return result
+
+
+def stack_weights(weights: dict[str, float] | None, task_names: list[str], device: torch.device) -> torch.Tensor:
+    """Per-task weights as a (K,) tensor; missing tasks weigh 1, unknown names are an error."""
+    weights = weights or {}
+    unknown = sorted(set(weights) - set(task_names))
+    if unknown:
+        raise ValueError(f"Task weights name unknown task(s) {unknown}; the tasks are {task_names}.")
+    return torch.tensor([float(weights.get(task, 1.0)) for task in task_names], device=device)
+
+
+def broadcast_weights(weights: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Reshape (K,) weights to broadcast against a (K, *shape) stack."""
+    return weights.reshape((-1,) + (1,) * (like.dim() - 1))

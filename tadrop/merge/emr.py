@@ -1,0 +1,122 @@
+"""EMR-Merging (Huang et al., 2024), as in its official code.
+
+Per tensor, with task vectors tau_k (k = 1..K):
+    flag   = sign(sum_k tau_k), a zero sum counting as negative          (+1 / -1)
+    M_k    = (tau_k * flag) > 0                                           task masks
+    tau_uni = flag * max_k |M_k * tau_k|                                  unified task vector
+Over all tensors:
+    lambda_k = sum_tensors mean|tau_k| / sum_tensors mean|M_k * tau_uni|   rescalers
+Task model k = theta_pre + lambda_k * M_k * tau_uni.
+
+With a sparsifier (``sparsify="mask"``, the TADrop paper's composition) the sparsifier's
+keep-mask is ANDed with M_k before the rescalers are computed; tau_uni and the numerator of
+lambda_k use the task vectors as read. ``sparsify="pre"`` instead runs EMR on the sparsified
+(and rescaled) task vectors. Stored compactly: unified vector, bit-packed masks, rescalers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from tadrop.merge.base import MergeMethod, MergeResult, SparsifiedTensor
+
+SPARSIFY_MODES = ("mask", "pre")
+
+
+def emr_unify(task_vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(K, *shape) task vectors -> (unified (*shape), masks (K, *shape) bool)."""
+    flag = torch.where(task_vectors.sum(dim=0) > 0, 1.0, -1.0).to(task_vectors.dtype)
+    masks = (task_vectors * flag) > 0
+    unified = flag * (task_vectors.abs() * masks).amax(dim=0)
+    return unified, masks
+
+
+def pack_mask(mask: torch.Tensor) -> np.ndarray:
+    return np.packbits(mask.flatten().cpu().numpy())
+
+
+def unpack_mask(packed: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
+    numel = int(np.prod(shape)) if shape else 1
+    return torch.from_numpy(np.unpackbits(packed, count=numel).astype(bool)).reshape(shape)
+
+
+@dataclass
+class EMRResult(MergeResult):
+    """Unified task vector, bit-packed task masks and rescalers; task models built on demand."""
+
+    unified: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> float32 tau_uni
+    packed_masks: dict[str, list[np.ndarray]] = field(default_factory=dict)  # name -> K packed
+    base_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    abs_mean_task: list[float] = field(default_factory=list)  # sum over tensors of mean|tau_k|
+    abs_mean_masked: list[float] = field(default_factory=list)  # ... of mean|M_k * tau_uni|
+
+    def add(self, tensor: SparsifiedTensor, merged: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
+        unified, masks, source = merged
+        self.unified[tensor.name] = unified.cpu()
+        self.base_tensors[tensor.name] = tensor.base.cpu()
+        self.packed_masks[tensor.name] = [pack_mask(mask) for mask in masks]
+        for index in range(masks.shape[0]):
+            self.abs_mean_task[index] += float(source[index].abs().mean(dtype=torch.float64))
+            self.abs_mean_masked[index] += float((masks[index] * unified).abs().mean(dtype=torch.float64))
+
+    @property
+    def rescalers(self) -> dict[str, float]:
+        return {
+            task: (num / den if den > 0 else 1.0)
+            for task, num, den in zip(self.family.task_names, self.abs_mean_task, self.abs_mean_masked)
+        }
+
+    def task_mask(self, task: str, name: str) -> torch.Tensor:
+        index = self.family.task_names.index(task)
+        return unpack_mask(self.packed_masks[name][index], tuple(self.unified[name].shape))
+
+    def merged_tensor(self, task: str, name: str) -> torch.Tensor:
+        if task not in self.family.task_names:
+            raise ValueError(f"EMR builds one model per task; pass one of {self.family.task_names}, got {task!r}.")
+        mask = self.task_mask(task, name)
+        return self.base_tensors[name] + self.rescalers[task] * mask * self.unified[name]
+
+
+class EMR(MergeMethod):
+    name: ClassVar[str] = "emr"
+
+    def __init__(self, sparsify: str = "mask") -> None:
+        self.sparsify = sparsify
+
+    def validate(self) -> None:
+        if self.sparsify not in SPARSIFY_MODES:
+            raise ValueError(f"EMR sparsify={self.sparsify!r} is not allowed; use one of {SPARSIFY_MODES}.")
+
+    def new_result(self, family, sparsifier) -> EMRResult:
+        count = len(family.task_names)
+        return EMRResult(self.name, self.get_params(), sparsifier, family, abs_mean_task=[0.0] * count, abs_mean_masked=[0.0] * count)
+
+    def merge_tensor(self, tensor: SparsifiedTensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(unified, final masks, task vectors used for the rescaler numerators)."""
+        use_sparse = self.sparsify == "pre" and tensor.keep_masks is not None
+        source = tensor.sparse if use_sparse else tensor.task_vectors
+        unified, masks = emr_unify(source)
+        if tensor.keep_masks is not None and not use_sparse:
+            masks = masks & tensor.keep_masks
+        return unified, masks, source
+
+
+def emr_merge(task_vectors: list[dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor]], list[float]]:
+    """Pure function over state dicts: (unified vector, masks per task, rescalers per task)."""
+    names = list(task_vectors[0])
+    unified, masks = {}, [dict() for _ in task_vectors]
+    numerators = [0.0] * len(task_vectors)
+    denominators = [0.0] * len(task_vectors)
+    for name in names:
+        stack = torch.stack([tv[name].float() for tv in task_vectors])
+        unified[name], stacked_masks = emr_unify(stack)
+        for index in range(len(task_vectors)):
+            masks[index][name] = stacked_masks[index]
+            numerators[index] += float(stack[index].abs().mean(dtype=torch.float64))
+            denominators[index] += float((stacked_masks[index] * unified[name]).abs().mean(dtype=torch.float64))
+    rescalers = [num / den if den > 0 else 1.0 for num, den in zip(numerators, denominators)]
+    return unified, masks, rescalers

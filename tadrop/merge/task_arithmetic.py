@@ -1,0 +1,42 @@
+"""Task Arithmetic (Ilharco et al., 2023): theta = theta_pre + lambda * sum_k w_k tau_k.
+
+With a sparsifier (e.g. TADrop) each tau_k is sparsified first.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+
+from tadrop.merge.base import MergeMethod, SparsifiedTensor, broadcast_weights, stack_weights
+
+
+class TaskArithmetic(MergeMethod):
+    name: ClassVar[str] = "task_arithmetic"
+
+    def __init__(self, scaling: float = 0.3, weights: dict[str, float] | None = None) -> None:
+        self.scaling = scaling
+        self.weights = weights
+
+    def validate(self) -> None:
+        if not isinstance(self.scaling, (int, float)) or self.scaling != self.scaling:
+            raise ValueError(f"scaling (lambda) must be a number; got {self.scaling!r}.")
+
+    def merge_tensor(self, tensor: SparsifiedTensor) -> torch.Tensor:
+        weights = stack_weights(self.weights, tensor.task_names, tensor.sparse.device)
+        return self.scaling * (broadcast_weights(weights, tensor.sparse) * tensor.sparse).sum(dim=0)
+
+
+def task_arithmetic_merge(
+    base: dict[str, torch.Tensor],
+    task_vectors: list[dict[str, torch.Tensor]],
+    scaling: float = 0.3,
+    weights: list[float] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Pure function over state dicts: theta_pre + lambda * sum_k w_k tau_k."""
+    weights = weights or [1.0] * len(task_vectors)
+    return {
+        name: base[name].float() + scaling * sum(w * tv[name].float() for w, tv in zip(weights, task_vectors))
+        for name in base
+    }

@@ -1,0 +1,116 @@
+"""The sparsifier protocol: a sparsifier returns a boolean keep-mask; applying and rescaling
+are shared code here (the pattern of scikit-learn's SelectorMixin and torch's prune).
+
+Rescale modes, applied to the kept entries of one task vector tensor:
+- ``"l2"``: ||tau||_2 / (||keep * tau||_2 + eps), so the tensor keeps its L2 norm (TADrop);
+- ``"inverse"``: 1 / (1 - d) with d the fraction dropped (DARE-style, the TADrop ablation);
+- ``"none"``: kept entries unchanged (TIES trim, Breadcrumbs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+
+if TYPE_CHECKING:
+    from tadrop.task_vectors import ModelFamily
+
+RESCALE_MODES = ("l2", "inverse", "none")
+SCOPES = ("tensor", "global")
+
+
+class Sparsifier:
+    """Base class: subclasses implement ``keep_mask``; ``__init__`` only stores parameters."""
+
+    name: ClassVar[str] = "sparsifier"
+    scope: str = "tensor"
+    rescale: str = "none"
+    eps: float = 1e-12
+
+    def keep_mask(self, tau: torch.Tensor, *, name: str = "", task: str = "") -> torch.Tensor:
+        """Boolean tensor shaped like ``tau``: True where the entry is kept."""
+        raise NotImplementedError
+
+    def validate(self) -> None:
+        """Raise ValueError with the allowed range when a parameter is out of range."""
+        _check_choice("rescale", self.rescale, RESCALE_MODES)
+        _check_choice("scope", self.scope, SCOPES)
+
+    @property
+    def needs_fit(self) -> bool:
+        return self.scope == "global"
+
+    def fit(self, family: ModelFamily, *, device: str | torch.device = "auto") -> Sparsifier:
+        """Global-scope sparsifiers read the whole family once here; tensor scope needs nothing."""
+        return self
+
+    def rescale_factor(self, tau: torch.Tensor, keep_mask: torch.Tensor) -> float | torch.Tensor:
+        return rescale_factor(tau, keep_mask, self.rescale, self.eps)
+
+    def apply(
+        self, tau: torch.Tensor, keep_mask: torch.Tensor, *, name: str = "", task: str = ""
+    ) -> torch.Tensor:
+        """The sparsified task vector: kept entries times the rescale factor, others zero."""
+        factor = self.rescale_factor(tau, keep_mask)
+        return torch.where(keep_mask, tau * factor, torch.zeros((), dtype=tau.dtype, device=tau.device))
+
+    def get_params(self) -> dict[str, object]:
+        return {key: value for key, value in vars(self).items() if not key.startswith("_")}
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{key}={value!r}" for key, value in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+
+def _check_choice(what: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{what}={value!r} is not allowed; use one of {allowed}.")
+
+
+def check_fraction(what: str, value: float, *, low_open: bool = True, high_closed: bool = True) -> None:
+    """Raise ValueError unless value lies in (0, 1] (or the interval the flags say)."""
+    low_ok = value > 0 if low_open else value >= 0
+    high_ok = value <= 1 if high_closed else value < 1
+    if not (low_ok and high_ok):
+        interval = ("(" if low_open else "[") + "0, 1" + ("]" if high_closed else ")")
+        raise ValueError(f"{what}={value!r} is outside {interval}; choose a value in that range.")
+
+
+def rescale_factor(
+    tau: torch.Tensor, keep_mask: torch.Tensor, mode: str, eps: float = 1e-12
+) -> float:
+    """Scalar factor for the kept entries (see the module docstring), norms in float64."""
+    if mode == "none":
+        return 1.0
+    n_kept = int(torch.count_nonzero(keep_mask))
+    if n_kept == 0:
+        return 1.0
+    if mode == "inverse":
+        return tau.numel() / n_kept
+    if mode == "l2":
+        total = torch.linalg.vector_norm(tau, dtype=torch.float64)
+        kept = torch.linalg.vector_norm(tau[keep_mask], dtype=torch.float64)
+        return float(total / (kept + eps))
+    raise ValueError(f"rescale={mode!r} is not allowed; use one of {RESCALE_MODES}.")
+
+
+def sparsify(
+    tau: torch.Tensor, sparsifier: Sparsifier, *, name: str = "", task: str = ""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply ``sparsifier`` to one task vector tensor: returns (sparse_tau, keep_mask)."""
+    keep_mask = sparsifier.keep_mask(tau, name=name, task=task)
+    return sparsifier.apply(tau, keep_mask, name=name, task=task), keep_mask
+
+
+def tensor_seed(seed: int, task: str, name: str) -> int:
+    """A seed for one (task, tensor) pair that does not depend on the walk order."""
+    digest = hashlib.sha256(f"{seed}\x00{task}\x00{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def seeded_uniform(tau: torch.Tensor, seed: int, task: str, name: str) -> torch.Tensor:
+    """Uniform [0, 1) noise shaped like tau, identical for the same (seed, task, name)."""
+    generator = torch.Generator(device="cpu").manual_seed(tensor_seed(seed, task, name))
+    return torch.rand(tau.shape, generator=generator, dtype=torch.float32).to(tau.device)

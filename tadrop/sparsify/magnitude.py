@@ -1,0 +1,58 @@
+"""Magnitude top-k: keep the fraction ``density`` of entries with the largest |tau|.
+
+``scope="tensor"`` keeps round(density * n) entries of every tensor (mergekit's TIES trim);
+``scope="global"`` keeps the top entries over the whole task vector (TIES as published), with
+an exact global threshold (see ``global_scope``). Kept entries are not rescaled by default.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+
+from tadrop.quantiles import smallest_k_keep_mask
+from tadrop.sparsify.base import Sparsifier, check_fraction
+from tadrop.sparsify.global_scope import global_drop_counts
+
+if TYPE_CHECKING:
+    from tadrop.task_vectors import ModelFamily
+
+
+class Magnitude(Sparsifier):
+    name: ClassVar[str] = "magnitude"
+
+    def __init__(self, density: float = 0.2, scope: str = "tensor", rescale: str = "none") -> None:
+        self.density = density
+        self.scope = scope
+        self.rescale = rescale
+        self._drop_counts: dict[str, dict[str, int]] = {}
+
+    def validate(self) -> None:
+        super().validate()
+        check_fraction("density", self.density)
+
+    def keep_mask(self, tau: torch.Tensor, *, name: str = "", task: str = "") -> torch.Tensor:
+        self.validate()
+        if self.scope == "global":
+            try:
+                n_drop = self._drop_counts[task][name]
+            except KeyError:
+                raise ValueError(
+                    f"Magnitude(scope='global') has no drop count for task {task!r}, tensor {name!r}: "
+                    "call fit(family) first."
+                ) from None
+        else:
+            n_drop = tau.numel() - int(round(self.density * tau.numel()))
+        return smallest_k_keep_mask(tau.abs(), n_drop)
+
+    def fit(self, family: ModelFamily, *, device: str | torch.device = "auto") -> Magnitude:
+        self.validate()
+        if self.scope == "global":
+            self._drop_counts = global_drop_counts(family, lambda task: 1.0 - self.density, device=device)
+        return self
+
+
+def magnitude_keep_mask(tau: torch.Tensor, density: float) -> torch.Tensor:
+    """Pure function: keep-mask of the round(density * n) largest |tau| of one tensor."""
+    return Magnitude(density=density).keep_mask(tau)

@@ -1,0 +1,229 @@
+"""Per-tensor statistics of task vectors, with exact quantile sketches of |tau|.
+
+One row per task x tensor. The ``sketch`` column holds the exact quantiles of |tau| at
+``SKETCH_GRID`` (0, 0.001, ..., 1; linear interpolation between order statistics, as
+``torch.quantile``), so TADrop's d = Q_a / (Q_b + eps) for any (a, b) on the grid is
+recomputed from the table alone, without reading a tensor again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tadrop.names import component_group, parse_name
+from tadrop.sparsify.tadrop_drop import check_quantiles
+from tadrop.task_vectors import ModelFamily, iter_task_vectors
+
+SKETCH_POINTS = 1001
+SKETCH_GRID = np.linspace(0.0, 1.0, SKETCH_POINTS)
+
+COLUMNS = [
+    "task",
+    "tensor",
+    "layer",
+    "kind",
+    "group",
+    "param",
+    "shape",
+    "numel",
+    "mean",
+    "std",
+    "mean_abs",
+    "l2",
+    "max_abs",
+    "zero_frac",
+    "kurtosis",
+    "q_a",
+    "q_b",
+    "drop_rate",
+    "sketch",
+]
+
+
+def sorted_magnitudes(tau: torch.Tensor) -> np.ndarray:
+    """|tau| flattened and sorted ascending, as float32 numpy (numpy's SIMD sort on the CPU)."""
+    if tau.device.type != "cpu":
+        return torch.sort(tau.abs().flatten()).values.float().cpu().numpy()
+    magnitude = tau.detach().abs().flatten().float().numpy()
+    magnitude.sort(kind="quicksort")
+    return magnitude
+
+
+def quantiles_from_sorted(sorted_values: np.ndarray, qs: np.ndarray) -> np.ndarray:
+    """Quantiles with linear interpolation (torch.quantile's default), in float64."""
+    if sorted_values.size == 0:
+        raise ValueError("Quantiles of an empty tensor are undefined.")
+    positions = np.asarray(qs, dtype=np.float64) * (sorted_values.size - 1)
+    lower = np.floor(positions).astype(np.int64)
+    upper = np.minimum(lower + 1, sorted_values.size - 1)
+    low_values = sorted_values[lower].astype(np.float64)
+    high_values = sorted_values[upper].astype(np.float64)
+    return low_values + (high_values - low_values) * (positions - lower)
+
+
+def tensor_stats(tau: torch.Tensor, a: float = 0.5, b: float = 0.95, eps: float = 1e-12) -> dict[str, object]:
+    """The statistics of one task vector tensor (moments in float64)."""
+    values = tau.detach().flatten().to(torch.float64)
+    numel = values.numel()
+    if numel == 0:
+        raise ValueError("Statistics of an empty tensor are undefined; exclude it with exclude=REGEX.")
+    mean = float(values.mean())
+    centered = values - mean
+    variance = float((centered * centered).mean())
+    fourth = float((centered**4).mean())
+    sorted_abs = sorted_magnitudes(tau)
+    sketch = quantiles_from_sorted(sorted_abs, SKETCH_GRID)
+    q_a, q_b = quantiles_from_sorted(sorted_abs, np.array([a, b]))
+    return {
+        "numel": numel,
+        "mean": mean,
+        "std": math.sqrt(variance),
+        "mean_abs": float(values.abs().mean()),
+        "l2": float(torch.linalg.vector_norm(values)),
+        "max_abs": float(sorted_abs[-1]),
+        "zero_frac": float(np.count_nonzero(sorted_abs == 0)) / numel,
+        "kurtosis": fourth / variance**2 - 3.0 if variance > 0 else float("nan"),
+        "q_a": float(q_a),
+        "q_b": float(q_b),
+        "drop_rate": min(max(float(q_a) / (float(q_b) + eps), 0.0), 1.0),
+        "sketch": sketch,
+    }
+
+
+def compute_stats(
+    family: ModelFamily,
+    *,
+    a: float = 0.5,
+    b: float = 0.95,
+    eps: float = 1e-12,
+    device: str | torch.device = "auto",
+    progress: Callable[[int, int, str], None] | None = None,
+) -> pd.DataFrame:
+    """The statistics table of a family: one row per task x tensor (see ``COLUMNS``)."""
+    check_quantiles(a, b, eps)
+    rows = []
+    total = len(family.tensor_names)
+    for done, tensor in enumerate(iter_task_vectors(family, device=device)):
+        parsed = parse_name(tensor.name)
+        for index, task in enumerate(family.task_names):
+            row = {
+                "task": task,
+                "tensor": tensor.name,
+                "layer": parsed.layer,
+                "kind": parsed.kind,
+                "group": component_group(parsed.kind),
+                "param": parsed.param,
+                "shape": "x".join(str(size) for size in tensor.base.shape) or "scalar",
+            }
+            row.update(tensor_stats(tensor.task_vectors[index], a, b, eps))
+            rows.append(row)
+        if progress is not None:
+            progress(done + 1, total, tensor.name)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    table["layer"] = table["layer"].astype("Int64")
+    table.attrs["provenance"] = {
+        "base": str(family.base.source),
+        "tasks": {task: str(checkpoint.source) for task, checkpoint in family.tasks.items()},
+        "a": a,
+        "b": b,
+        "eps": eps,
+        "skipped": family.skipped,
+    }
+    return table
+
+
+def sketch_matrix(table: pd.DataFrame) -> np.ndarray:
+    """(rows, SKETCH_POINTS) float64 array of the table's sketches."""
+    return np.stack([np.asarray(sketch, dtype=np.float64) for sketch in table["sketch"]])
+
+
+def quantiles_from_sketch(table: pd.DataFrame, q: float, sketches: np.ndarray | None = None) -> np.ndarray:
+    """Q_q(|tau|) of every row: exact on the grid, linear between grid points."""
+    if not 0 <= q <= 1:
+        raise ValueError(f"Quantile level {q!r} is outside [0, 1].")
+    sketches = sketch_matrix(table) if sketches is None else sketches
+    position = q * (SKETCH_POINTS - 1)
+    lower = min(int(math.floor(position + 1e-9)), SKETCH_POINTS - 1)
+    upper = min(lower + 1, SKETCH_POINTS - 1)
+    weight = max(position - lower, 0.0)
+    return sketches[:, lower] + (sketches[:, upper] - sketches[:, lower]) * weight
+
+
+def drop_rates_from_sketch(
+    table: pd.DataFrame, a: float, b: float, eps: float = 1e-12, sketches: np.ndarray | None = None
+) -> pd.Series:
+    """TADrop's d = Q_a / (Q_b + eps), clamped to [0, 1], for every row, from sketches only."""
+    check_quantiles(a, b, eps)
+    sketches = sketch_matrix(table) if sketches is None else sketches
+    q_a = quantiles_from_sketch(table, a, sketches)
+    q_b = quantiles_from_sketch(table, b, sketches)
+    return pd.Series(np.clip(q_a / (q_b + eps), 0.0, 1.0), index=table.index, name="drop_rate")
+
+
+def overall_sparsity(table: pd.DataFrame, drop_rates: pd.Series) -> pd.Series:
+    """Per task, the fraction of all entries dropped (numel-weighted mean of the rates)."""
+    weighted = (drop_rates * table["numel"]).groupby(table["task"]).sum()
+    return weighted / table.groupby("task")["numel"].sum()
+
+
+def abs_histogram(tau: torch.Tensor, bins: int = 80, log: bool = False) -> pd.DataFrame:
+    """Histogram of |tau| (log-spaced bins if ``log``; zeros are counted in the first bin)."""
+    magnitude = sorted_magnitudes(tau)
+    if log:
+        positive = magnitude[magnitude > 0]
+        low = float(positive[0]) if positive.size else 1e-12
+        high = max(float(magnitude[-1]), low * 10)
+        edges = np.geomspace(low, high, bins + 1)
+        edges[0] = 0.0
+    else:
+        edges = np.linspace(0.0, max(float(magnitude[-1]), 1e-12), bins + 1)
+    counts, edges = np.histogram(magnitude, bins=edges)
+    return pd.DataFrame({"left": edges[:-1], "right": edges[1:], "count": counts})
+
+
+def save_stats(table: pd.DataFrame, path: str | Path) -> Path:
+    """Parquet keeps sketches and provenance; CSV drops the sketches (a flat table)."""
+    from tadrop.io import atomic_write_bytes
+
+    path = Path(path)
+    provenance = json.dumps(table.attrs.get("provenance", {}), default=str)
+    if path.suffix == ".csv":
+        atomic_write_bytes(path, table.drop(columns=["sketch"]).to_csv(index=False).encode())
+        return path
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = table.copy()
+    frame["sketch"] = [np.asarray(sketch, dtype=np.float64).tolist() for sketch in frame["sketch"]]
+    arrow = pa.Table.from_pandas(frame, preserve_index=False)
+    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), b"tadrop_provenance": provenance.encode()})
+    buffer = io.BytesIO()
+    pq.write_table(arrow, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def load_stats(path: str | Path) -> pd.DataFrame:
+    """Read a table written by ``save_stats`` (parquet, with provenance and sketches)."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"No statistics table at {path}; write one with `tadrop stats`.")
+    if path.suffix == ".csv":
+        return pd.read_csv(path)
+    arrow = pq.read_table(path)
+    table = arrow.to_pandas()
+    table["sketch"] = [np.asarray(sketch, dtype=np.float64) for sketch in table["sketch"]]
+    raw = (arrow.schema.metadata or {}).get(b"tadrop_provenance")
+    table.attrs["provenance"] = json.loads(raw) if raw else {}
+    return table

@@ -1,0 +1,147 @@
+"""run_merge over a family agrees with the pure functions; global scope; results saved; cancel."""
+
+import threading
+
+import pytest
+import torch
+from family_fixtures import write_family
+from safetensors.torch import load_file
+
+from tadrop.io import open_checkpoint
+from tadrop.merge import EMR, TIES, MergeCancelled, TaskArithmetic, WeightAveraging, emr_merge, run_merge, ties_merge
+from tadrop.registry import build_merge, method_names
+from tadrop.sparsify import DARE, Magnitude, TADrop, sparsify
+from tadrop.task_vectors import load_family
+
+
+@pytest.fixture
+def family(tmp_path):
+    base_dir, task_dirs = write_family(tmp_path)
+    return load_family(base_dir, task_dirs)
+
+
+def _states(family):
+    base = {name: family.base.get(name).float() for name in family.tensor_names}
+    taus = [{name: family.get_task_tensor(task, name).float() - base[name] for name in family.tensor_names} for task in family.task_names]
+    return base, taus
+
+
+def test_task_arithmetic_family(family):
+    base, taus = _states(family)
+    result = run_merge(family, TaskArithmetic(scaling=0.4), device="cpu")
+    for name in family.tensor_names:
+        torch.testing.assert_close(result.merged[name], base[name] + 0.4 * sum(tau[name] for tau in taus))
+    state = result.model_for()
+    assert state["embeddings.position_ids"].dtype == torch.int64  # untouched buffer from the base
+
+
+def test_averaging_equals_mean_of_models(family):
+    result = run_merge(family, WeightAveraging(), device="cpu")
+    name = family.tensor_names[0]
+    mean = torch.stack([family.get_task_tensor(t, name) for t in family.task_names]).mean(0)
+    torch.testing.assert_close(result.merged[name], mean)
+
+
+def test_ties_per_tensor_matches_pure_function(family):
+    base, taus = _states(family)
+    trim = Magnitude(density=0.3, scope="tensor")
+    result = run_merge(family, TIES(scaling=0.8), trim, device="cpu")
+    for name in family.tensor_names:
+        trimmed = torch.stack([sparsify(tau[name], trim)[0] for tau in taus])
+        torch.testing.assert_close(result.merged[name], base[name] + ties_merge(trimmed, scaling=0.8))
+
+
+def test_ties_default_trim_is_global_top_20_percent(family):
+    base, taus = _states(family)
+    result = run_merge(family, TIES(), device="cpu")
+    assert result.sparsifier.scope == "global"
+    for index, task in enumerate(family.task_names):
+        flat = torch.cat([taus[index][name].flatten().abs() for name in family.tensor_names])
+        n_keep = round(0.2 * flat.numel())
+        assert result.sparsity()[task] == pytest.approx(1 - n_keep / flat.numel())
+        threshold = torch.sort(flat, descending=True).values[n_keep - 1]
+        for name in family.tensor_names:
+            keep = result.sparsifier.keep_mask(taus[index][name], name=name, task=task)
+            assert torch.equal(keep, taus[index][name].abs() >= threshold)
+
+
+def test_emr_family_matches_pure_function(family):
+    base, taus = _states(family)
+    result = run_merge(family, EMR(), device="cpu")
+    unified, masks, rescalers = emr_merge(taus)
+    for index, task in enumerate(family.task_names):
+        assert result.rescalers[task] == pytest.approx(rescalers[index], rel=1e-6)
+        model = result.model_for(task)
+        for name in family.tensor_names:
+            expected = base[name] + rescalers[index] * masks[index][name] * unified[name]
+            torch.testing.assert_close(model[name], expected)
+
+
+def test_emr_with_tadrop_ands_the_masks(family):
+    base, taus = _states(family)
+    tadrop = TADrop()
+    result = run_merge(family, EMR(), tadrop, device="cpu")
+    unified, masks, _ = emr_merge(taus)
+    for index, task in enumerate(family.task_names):
+        for name in family.tensor_names:
+            keep = tadrop.keep_mask(taus[index][name])
+            assert torch.equal(result.task_mask(task, name), masks[index][name] & keep)
+    assert all(value > 0.3 for value in result.sparsity().values())
+
+
+def test_tadrop_global_rate_is_uniform_with_same_overall_sparsity(family):
+    per_tensor = run_merge(family, TaskArithmetic(), TADrop(), device="cpu")
+    uniform = run_merge(family, TaskArithmetic(), TADrop(scope="global"), device="cpu")
+    for task in family.task_names:
+        assert uniform.sparsity()[task] == pytest.approx(per_tensor.sparsity()[task], abs=0.01)
+
+
+def test_presets_and_unknown_names():
+    method, sparsifier = build_merge("dare_ties", sparsifier_params={"p": 0.5})
+    assert isinstance(method, TIES) and isinstance(sparsifier, DARE)
+    assert "emr" in method_names()
+    with pytest.raises(ValueError, match="known merge methods: .*ties"):
+        build_merge("tiez")
+    with pytest.raises(ValueError, match="no parameter"):
+        build_merge("ties", method_params={"lambda": 1})
+
+
+def test_dare_seeded_runs_identical(family):
+    first = run_merge(family, TaskArithmetic(), DARE(p=0.5, seed=7), device="cpu")
+    second = run_merge(family, TaskArithmetic(), DARE(p=0.5, seed=7), device="cpu")
+    for name in family.tensor_names:
+        assert torch.equal(first.merged[name], second.merged[name])
+
+
+def test_cancel_stops_the_merge(family):
+    cancel = threading.Event()
+    seen = []
+
+    def progress(done, total, name):
+        seen.append(done)
+        if done == 2:
+            cancel.set()
+
+    with pytest.raises(MergeCancelled):
+        run_merge(family, TaskArithmetic(), progress=progress, cancel=cancel, device="cpu")
+    assert seen == [1, 2]
+
+
+def test_saved_merge_round_trips_with_provenance(family, tmp_path):
+    result = run_merge(family, TaskArithmetic(scaling=0.3), TADrop(), device="cpu")
+    out = result.save(tmp_path / "merged")
+    checkpoint = open_checkpoint(out)
+    assert checkpoint.metadata["method"] == "task_arithmetic"
+    assert '"a": 0.5' in checkpoint.metadata["sparsifier_params"]
+    assert (out / "config.json").exists()
+    saved = load_file(str(out / "model.safetensors"))
+    torch.testing.assert_close(saved["encoder.layer.0.output.dense.weight"], result.merged["encoder.layer.0.output.dense.weight"])
+    assert torch.equal(saved["embeddings.position_ids"], family.base.get("embeddings.position_ids"))
+
+
+def test_emr_saves_one_model_per_task(family, tmp_path):
+    result = run_merge(family, EMR(), device="cpu")
+    out = result.save(tmp_path / "emr")
+    for task in family.task_names:
+        saved = load_file(str(out / task / "model.safetensors"))
+        torch.testing.assert_close(saved["encoder.layer.1.output.dense.weight"], result.model_for(task)["encoder.layer.1.output.dense.weight"])
