@@ -1,0 +1,30 @@
+"""tadrop: task-vector analysis and model merging with distribution-aware sparsification."""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "build_merge", "compute_stats", "load_family", "open_checkpoint", "run_merge"]
+
+
+def __getattr__(name: str):
+    # Convenience imports, resolved lazily so `import tadrop` stays cheap.
+    if name == "load_family":
+        from tadrop.task_vectors import load_family
+
+        return load_family
+    if name == "compute_stats":
+        from tadrop.stats import compute_stats
+
+        return compute_stats
+    if name == "run_merge":
+        from tadrop.merge import run_merge
+
+        return run_merge
+    if name == "build_merge":
+        from tadrop.registry import build_merge
+
+        return build_merge
+    if name == "open_checkpoint":
+        from tadrop.io import open_checkpoint
+
+        return open_checkpoint
+    raise AttributeError(f"module 'tadrop' has no attribute {name!r}")

@@ -145,3 +145,18 @@ def test_emr_saves_one_model_per_task(family, tmp_path):
     for task in family.task_names:
         saved = load_file(str(out / task / "model.safetensors"))
         torch.testing.assert_close(saved["encoder.layer.1.output.dense.weight"], result.model_for(task)["encoder.layer.1.output.dense.weight"])
+
+
+def test_emr_save_refuses_input_folder_and_existing_output(family, tmp_path):
+    result = run_merge(family, EMR(), device="cpu")
+    base_dir = family.base.source if family.base.source.is_dir() else family.base.source.parent
+    before = {path: path.read_bytes() for path in base_dir.iterdir()}
+    with pytest.raises(ValueError):
+        result.save(base_dir, overwrite=True)
+    assert {path: path.read_bytes() for path in base_dir.iterdir()} == before
+    out = result.save(tmp_path / "emr")
+    with pytest.raises(ValueError, match="overwrite"):
+        result.save(out)
+    result.save(out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == sorted(family.task_names)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folder left

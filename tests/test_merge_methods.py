@@ -18,8 +18,9 @@ def test_task_arithmetic_hand_computed():
 
 def test_ties_hand_computed():
     stack = torch.stack([TAU_1, TAU_2])
-    # sums [-2, -1, 4, 0] -> signs [-1, -1, +1, majority(+1)]
-    assert elect_signs(stack).tolist() == [-1, -1, 1, 1]
+    # sums [-2, -1, 4, 0] -> signs [-1, -1, +1, 0]; the zero takes the majority sign (-1)
+    assert elect_signs(stack).tolist() == [-1, -1, 1, -1]
+    assert elect_signs(stack, zero_sign="none").tolist() == [-1, -1, 1, 0]
     # agreeing entries: [-3], [-2], [3, 1] -> mean 2, none -> 0
     assert ties_merge(stack).tolist() == [-3.0, -2.0, 2.0, 0.0]
     assert disjoint_merge(stack, elect_signs(stack), "sum").tolist() == [-3.0, -2.0, 4.0, 0.0]

@@ -90,11 +90,14 @@ class MergeResult:
         """The float32 merged weight of one tensor (task matters only for EMR)."""
         return self.merged[name]
 
+    def is_merged(self, name: str) -> bool:
+        return name in self.merged
+
     def model_for(self, task: str | None = None, *, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
         """Full state dict (base keys) of the model to use for ``task``, in the base's dtypes."""
         state = {}
         for name in self.family.base.keys():
-            if name in self.merged:
+            if self.is_merged(name):
                 target = dtype or self.family.base.dtype(name)
                 state[name] = self.merged_tensor(task or "", name).to(target)
             else:

@@ -74,6 +74,9 @@ class EMRResult(MergeResult):
         index = self.family.task_names.index(task)
         return unpack_mask(self.packed_masks[name][index], tuple(self.unified[name].shape))
 
+    def is_merged(self, name: str) -> bool:
+        return name in self.unified
+
     def merged_tensor(self, task: str, name: str) -> torch.Tensor:
         if task not in self.family.task_names:
             raise ValueError(f"EMR builds one model per task; pass one of {self.family.task_names}, got {task!r}.")

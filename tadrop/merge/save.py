@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 
 from tadrop.io import write_checkpoint
+from tadrop.io.atomic import exists_error, remove_path, replace_dir, temp_sibling
+from tadrop.io.writer import check_not_over_inputs
 from tadrop.merge.base import MergeResult
 
 
@@ -48,12 +50,18 @@ def save_result(
     if not isinstance(result, EMRResult):
         tensors = ((name, tensor) for name, tensor in result.model_for(dtype=dtype).items())
         return write_checkpoint(tensors, out_dir, metadata=_provenance(result), **options)
-    from tadrop.io import write_folder_atomically
-
-    def write_tasks(staging: Path) -> None:
+    check_not_over_inputs(out_dir, options["input_paths"])
+    if out_dir.exists() and not overwrite:
+        raise exists_error(out_dir)
+    staging = temp_sibling(out_dir, "tadrop-tmp")
+    staging.mkdir(parents=True)
+    try:
         for task in tasks or result.family.task_names:
             state = result.model_for(task, dtype=dtype)
             metadata = _provenance(result, {"task": task, "rescaler": result.rescalers[task]})
             write_checkpoint(iter(state.items()), staging / task, metadata=metadata, **{**options, "overwrite": False})
-
-    return write_folder_atomically(out_dir, write_tasks, overwrite=overwrite)
+        replace_dir(staging, out_dir, overwrite=overwrite)
+    except BaseException:
+        remove_path(staging)
+        raise
+    return out_dir

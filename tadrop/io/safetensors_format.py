@@ -1,0 +1,197 @@
+"""The safetensors file layout: header validation on read, header + data on write.
+
+Layout: 8 bytes little-endian header length N, N bytes of JSON
+`{name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {str: str}}`, then the
+data buffer; offsets are relative to the buffer start. We check the header ourselves before
+handing the file to `safetensors.safe_open`, so a damaged file gets a message that names it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from tadrop.io.errors import CheckpointError
+
+# safetensors dtype code -> torch dtype (only the ones this torch build has).
+_DTYPE_NAMES = {
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U64": "uint64",
+    "U32": "uint32",
+    "U16": "uint16",
+    "U8": "uint8",
+    "BOOL": "bool",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
+    "F8_E8M0": "float8_e8m0fnu",
+    "C64": "complex64",
+    "C128": "complex128",
+}
+DTYPES: dict[str, torch.dtype] = {
+    code: getattr(torch, name) for code, name in _DTYPE_NAMES.items() if hasattr(torch, name)
+}
+DTYPE_CODES: dict[torch.dtype, str] = {dtype: code for code, dtype in DTYPES.items()}
+
+MAX_HEADER_BYTES = 100_000_000  # the limit safetensors itself enforces
+_ALIGNMENT = 8  # the header is padded with spaces so the data buffer starts 8-byte aligned
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """Where one tensor lives inside a safetensors file."""
+
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    begin: int  # byte offset inside the data buffer
+    end: int
+
+
+@dataclass(frozen=True)
+class SafetensorsHeader:
+    entries: dict[str, TensorEntry]  # in header order
+    metadata: dict[str, str]
+    data_start: int  # absolute file offset of the data buffer
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    keys = [key for key, _ in pairs]
+    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate keys {duplicates}")
+    return dict(pairs)
+
+
+def _damaged(path: Path, problem: str) -> CheckpointError:
+    return CheckpointError(
+        f"{path}: not a valid safetensors file: {problem}. The file is truncated or corrupt "
+        "(an interrupted download or copy?); download or export it again."
+    )
+
+
+def _parse_entry(path: Path, name: str, raw: object, data_size: int) -> TensorEntry:
+    if not isinstance(raw, dict) or not {"dtype", "shape", "data_offsets"} <= raw.keys():
+        raise _damaged(path, f"header entry for tensor {name!r} lacks dtype/shape/data_offsets")
+    code, shape, offsets = raw["dtype"], raw["shape"], raw["data_offsets"]
+    if code not in DTYPES:
+        raise CheckpointError(
+            f"{path}: tensor {name!r} has dtype {code!r}, which this torch build cannot hold "
+            f"(known: {', '.join(DTYPES)}); convert the checkpoint to a supported dtype."
+        )
+    dims_ok = isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)
+    offsets_ok = (
+        isinstance(offsets, list)
+        and len(offsets) == 2
+        and all(isinstance(o, int) for o in offsets)
+        and 0 <= offsets[0] <= offsets[1]
+    )
+    if not (dims_ok and offsets_ok):
+        raise _damaged(path, f"tensor {name!r} has shape {shape!r} / data_offsets {offsets!r}")
+    begin, end = offsets
+    dtype = DTYPES[code]
+    if end - begin != math.prod(shape) * dtype.itemsize:
+        raise _damaged(
+            path,
+            f"tensor {name!r} of shape {shape} {code} spans {end - begin} bytes, "
+            f"not {math.prod(shape) * dtype.itemsize}",
+        )
+    if end > data_size:
+        raise _damaged(
+            path,
+            f"tensor {name!r} ends at data byte {end} but the file holds only {data_size} data "
+            "bytes",
+        )
+    return TensorEntry(dtype=dtype, shape=tuple(shape), begin=begin, end=end)
+
+
+def read_header(path: Path) -> SafetensorsHeader:
+    """Read and check the header of the safetensors file at `path` (reads no tensor data)."""
+    file_size = path.stat().st_size
+    with open(path, "rb") as stream:
+        prefix = stream.read(8)
+        if len(prefix) < 8:
+            raise _damaged(path, f"it is only {file_size} bytes long")
+        (header_size,) = struct.unpack("<Q", prefix)
+        if header_size > file_size - 8:
+            raise _damaged(
+                path, f"the header claims {header_size} bytes but only {file_size - 8} follow"
+            )
+        if header_size > MAX_HEADER_BYTES:
+            raise _damaged(path, f"the header claims {header_size} bytes (limit 100 MB)")
+        header_bytes = stream.read(header_size)
+    try:
+        header = json.loads(header_bytes, object_pairs_hook=_reject_duplicate_keys)
+    except (UnicodeDecodeError, ValueError) as err:
+        raise _damaged(path, f"the header is not valid JSON ({err})") from None
+    if not isinstance(header, dict):
+        raise _damaged(path, "the header is not a JSON object")
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(
+        isinstance(key, str) and isinstance(value, str) for key, value in metadata.items()
+    ):
+        raise _damaged(path, "__metadata__ is not a mapping of strings to strings")
+    data_size = file_size - 8 - header_size
+    entries = {name: _parse_entry(path, name, raw, data_size) for name, raw in header.items()}
+    return SafetensorsHeader(entries=entries, metadata=metadata, data_start=8 + header_size)
+
+
+def _header_bytes(
+    tensors: list[tuple[str, torch.Tensor]],
+    data_order: list[tuple[str, torch.Tensor]],
+    metadata: dict[str, str],
+) -> bytes:
+    """The length prefix and JSON header; keys in `tensors` order, data in `data_order`."""
+    offsets = {}
+    offset = 0
+    for name, tensor in data_order:
+        size = tensor.numel() * tensor.element_size()
+        offsets[name] = [offset, offset + size]
+        offset += size
+    header: dict[str, object] = {"__metadata__": metadata} if metadata else {}
+    for name, tensor in tensors:
+        header[name] = {
+            "dtype": DTYPE_CODES[tensor.dtype],
+            "shape": list(tensor.shape),
+            "data_offsets": offsets[name],
+        }
+    encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    encoded += b" " * (-(len(encoded) + 8) % _ALIGNMENT)
+    return struct.pack("<Q", len(encoded)) + encoded
+
+
+def write_safetensors_file(
+    path: Path, tensors: Iterable[tuple[str, torch.Tensor]], metadata: dict[str, str]
+) -> None:
+    """Write contiguous CPU `tensors` to a new file at `path` (which must not exist), fsync'd.
+
+    The header lists the tensors in the order given; their data is laid out largest element
+    size first, so each stays aligned to its element size in the 8-byte aligned data buffer.
+    """
+    tensors = list(tensors)
+    for name, tensor in tensors:
+        if tensor.dtype not in DTYPE_CODES:
+            raise CheckpointError(
+                f"tensor {name!r} has dtype {tensor.dtype}, which safetensors cannot store; "
+                "convert it first."
+            )
+    data_order = sorted(tensors, key=lambda item: -item[1].element_size())  # stable sort
+    with open(path, "xb") as stream:
+        stream.write(_header_bytes(tensors, data_order, metadata))
+        for _, tensor in data_order:
+            if tensor.numel():
+                stream.write(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
+        stream.flush()
+        os.fsync(stream.fileno())
