@@ -2,7 +2,14 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "build_merge", "compute_stats", "load_family", "open_checkpoint", "run_merge"]
+__all__ = [
+    "__version__",
+    "build_merge",
+    "compute_stats",
+    "load_family",
+    "open_checkpoint",
+    "run_merge",
+]
 
 
 def __getattr__(name: str):

@@ -30,7 +30,9 @@ def _rel_l2(diff_sq: float, norm_sq: float) -> float:
     return math.sqrt(diff_sq / norm_sq) if norm_sq > 0 else float("nan")
 
 
-def merge_diagnostics(result: MergeResult, *, device: str | torch.device = "cpu") -> tuple[pd.DataFrame, pd.DataFrame]:
+def merge_diagnostics(
+    result: MergeResult, *, device: str | torch.device = "cpu"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per-task table, pairwise table) as described in the module docstring."""
     family = result.family
     tasks = family.task_names
@@ -44,14 +46,26 @@ def merge_diagnostics(result: MergeResult, *, device: str | torch.device = "cpu"
     union = np.zeros((count, count))
     for tensor in iter_task_vectors(family, device=device):
         sparse = sparsify_tensor(tensor, result.sparsifier, tasks)
-        masks = sparse.keep_masks if sparse.keep_masks is not None else torch.ones_like(tensor.task_vectors, dtype=torch.bool)
+        masks = (
+            sparse.keep_masks
+            if sparse.keep_masks is not None
+            else torch.ones_like(tensor.task_vectors, dtype=torch.bool)
+        )
         signs = torch.sign(tensor.task_vectors)
         for index, task in enumerate(tasks):
             tau = tensor.task_vectors[index].double()
-            delta = result.merged_tensor(task, tensor.name).to(tau.device).double() - tensor.base.double()
+            delta = (
+                result.merged_tensor(task, tensor.name).to(tau.device).double()
+                - tensor.base.double()
+            )
             for accumulator, selector in ((full, None), (kept, masks[index])):
                 t, d = (tau, delta) if selector is None else (tau[selector], delta[selector])
-                accumulator[index] += [float((t * d).sum()), float((d * d).sum()), float((t * t).sum()), float(((d - t) ** 2).sum())]
+                accumulator[index] += [
+                    float((t * d).sum()),
+                    float((d * d).sum()),
+                    float((t * t).sum()),
+                    float(((d - t) ** 2).sum()),
+                ]
         for j, k in itertools.combinations(range(count), 2):
             nonzero = (signs[j] != 0) & (signs[k] != 0)
             both_nonzero[j, k] += float(torch.count_nonzero(nonzero))
@@ -71,9 +85,13 @@ def merge_diagnostics(result: MergeResult, *, device: str | torch.device = "cpu"
         {
             "task_a": tasks[j],
             "task_b": tasks[k],
-            "sign_conflict": conflicts[j, k] / both_nonzero[j, k] if both_nonzero[j, k] else float("nan"),
+            "sign_conflict": conflicts[j, k] / both_nonzero[j, k]
+            if both_nonzero[j, k]
+            else float("nan"),
             "mask_overlap": intersection[j, k] / union[j, k] if union[j, k] else float("nan"),
         }
         for j, k in itertools.combinations(range(count), 2)
     ]
-    return per_task, pd.DataFrame(pairs, columns=["task_a", "task_b", "sign_conflict", "mask_overlap"])
+    return per_task, pd.DataFrame(
+        pairs, columns=["task_a", "task_b", "sign_conflict", "mask_overlap"]
+    )

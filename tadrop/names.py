@@ -54,7 +54,10 @@ _KIND_PATTERNS: tuple[tuple[str, str], ...] = (
         "mlp.down",
     ),
     (r"(norm|ln_|ln\d|layernorm|layer_norm|(^|\.)bn\d*(\.|$)|batchnorm|_bn\d*)", "norm"),
-    (r"(embed|wte|wpe|tok_embeddings|position_embedding|token_type|patch_embed|cls_token)", "embedding"),
+    (
+        r"(embed|wte|wpe|tok_embeddings|position_embedding|token_type|patch_embed|cls_token)",
+        "embedding",
+    ),
     (r"(^|\.)(lm_head|classifier|head|heads|score|_?fc|pooler|logit_scale)(\.|$)", "head"),
     (r"(conv|downsample\.0|(^|\.)stem(\.|$)|_se_(reduce|expand)|depthwise)", "conv"),
 )

@@ -47,7 +47,9 @@ def _lookup(kind: str, name: str, table: dict[str, Any]) -> Any:
     try:
         return table[name]
     except KeyError:
-        raise ValueError(f"Unknown {kind} {name!r}; known {kind}s: {', '.join(sorted(table))}.") from None
+        raise ValueError(
+            f"Unknown {kind} {name!r}; known {kind}s: {', '.join(sorted(table))}."
+        ) from None
 
 
 def parameters_of(cls: type) -> dict[str, Any]:
@@ -64,7 +66,9 @@ def _construct(kind: str, cls: type, params: dict[str, Any]) -> Any:
     allowed = parameters_of(cls)
     unknown = sorted(set(params) - set(allowed))
     if unknown:
-        raise ValueError(f"{kind} {cls.__name__} has no parameter(s) {unknown}; allowed: {sorted(allowed)}.")
+        raise ValueError(
+            f"{kind} {cls.__name__} has no parameter(s) {unknown}; allowed: {sorted(allowed)}."
+        )
     instance = cls(**params)
     instance.validate()
     return instance
@@ -85,9 +89,14 @@ def build_merge(
     """A validated (method, sparsifier) pair from names and parameter dicts."""
     if method in PRESETS:
         preset = PRESETS[method]
-        method, sparsifier = preset.method, sparsifier if sparsifier not in (None, "", "none") else preset.sparsifier
+        method, sparsifier = (
+            preset.method,
+            sparsifier if sparsifier not in (None, "", "none") else preset.sparsifier,
+        )
     method_cls = _lookup("merge method", method, METHODS)
-    return _construct("merge method", method_cls, dict(method_params or {})), build_sparsifier(sparsifier, sparsifier_params)
+    return _construct("merge method", method_cls, dict(method_params or {})), build_sparsifier(
+        sparsifier, sparsifier_params
+    )
 
 
 def method_names() -> list[str]:

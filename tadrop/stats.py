@@ -68,12 +68,16 @@ def quantiles_from_sorted(sorted_values: np.ndarray, qs: np.ndarray) -> np.ndarr
     return low_values + (high_values - low_values) * (positions - lower)
 
 
-def tensor_stats(tau: torch.Tensor, a: float = 0.5, b: float = 0.95, eps: float = 1e-12) -> dict[str, object]:
+def tensor_stats(
+    tau: torch.Tensor, a: float = 0.5, b: float = 0.95, eps: float = 1e-12
+) -> dict[str, object]:
     """The statistics of one task vector tensor (moments in float64)."""
     values = tau.detach().flatten().to(torch.float64)
     numel = values.numel()
     if numel == 0:
-        raise ValueError("Statistics of an empty tensor are undefined; exclude it with exclude=REGEX.")
+        raise ValueError(
+            "Statistics of an empty tensor are undefined; exclude it with exclude=REGEX."
+        )
     mean = float(values.mean())
     centered = values - mean
     variance = float((centered * centered).mean())
@@ -144,7 +148,9 @@ def sketch_matrix(table: pd.DataFrame) -> np.ndarray:
     return np.stack([np.asarray(sketch, dtype=np.float64) for sketch in table["sketch"]])
 
 
-def quantiles_from_sketch(table: pd.DataFrame, q: float, sketches: np.ndarray | None = None) -> np.ndarray:
+def quantiles_from_sketch(
+    table: pd.DataFrame, q: float, sketches: np.ndarray | None = None
+) -> np.ndarray:
     """Q_q(|tau|) of every row: exact on the grid, linear between grid points."""
     if not 0 <= q <= 1:
         raise ValueError(f"Quantile level {q!r} is outside [0, 1].")
@@ -205,7 +211,9 @@ def save_stats(table: pd.DataFrame, path: str | Path) -> Path:
     frame = table.copy()
     frame["sketch"] = [np.asarray(sketch, dtype=np.float64).tolist() for sketch in frame["sketch"]]
     arrow = pa.Table.from_pandas(frame, preserve_index=False)
-    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), b"tadrop_provenance": provenance.encode()})
+    arrow = arrow.replace_schema_metadata(
+        {**(arrow.schema.metadata or {}), b"tadrop_provenance": provenance.encode()}
+    )
     buffer = io.BytesIO()
     pq.write_table(arrow, buffer)
     atomic_write_bytes(path, buffer.getvalue())

@@ -52,7 +52,9 @@ class ModelFamily:
 
     def summary(self) -> dict[str, object]:
         """Counts a user sees first: tasks, tensors, parameters, dtypes, skipped tensors."""
-        dtypes = sorted({str(self.base.dtype(name)).replace("torch.", "") for name in self.tensor_names})
+        dtypes = sorted(
+            {str(self.base.dtype(name)).replace("torch.", "") for name in self.tensor_names}
+        )
         return {
             "tasks": self.task_names,
             "tensors": len(self.tensor_names),
@@ -170,10 +172,15 @@ def load_family(
         mismatched = [
             name
             for name in selected
-            if name in mapping and tuple(checkpoint.shape(mapping[name])) != tuple(base_checkpoint.shape(name))
+            if name in mapping
+            and tuple(checkpoint.shape(mapping[name])) != tuple(base_checkpoint.shape(name))
         ]
         if keys == "strict" and (missing or mismatched or extra):
-            raise FamilyError(_mismatch_message(task, checkpoint, base_checkpoint, missing, extra, mismatched, mapping))
+            raise FamilyError(
+                _mismatch_message(
+                    task, checkpoint, base_checkpoint, missing, extra, mismatched, mapping
+                )
+            )
         for name in missing:
             kept.discard(name)
             skipped.setdefault(name, f"missing from task {task!r}")
@@ -183,7 +190,9 @@ def load_family(
             skipped.setdefault(name, f"shape differs in task {task!r}: {shapes}")
     tensor_names = [name for name in selected if name in kept]
     if not tensor_names:
-        raise FamilyError("No tensor is left to merge: check include/exclude and that the checkpoints belong to one model.")
+        raise FamilyError(
+            "No tensor is left to merge: check include/exclude and that the checkpoints belong to one model."
+        )
     return ModelFamily(base_checkpoint, tasks, tensor_names, skipped, key_map)
 
 
@@ -193,7 +202,9 @@ def _compile(pattern: str | None, what: str) -> re.Pattern[str] | None:
     try:
         return re.compile(pattern)
     except re.error as error:
-        raise FamilyError(f"The {what} pattern {pattern!r} is not a valid regular expression: {error}.") from None
+        raise FamilyError(
+            f"The {what} pattern {pattern!r} is not a valid regular expression: {error}."
+        ) from None
 
 
 def _mismatch_message(task, checkpoint, base, missing, extra, mismatched, mapping) -> str:
@@ -203,10 +214,16 @@ def _mismatch_message(task, checkpoint, base, missing, extra, mismatched, mappin
     if extra:
         parts.append(f"{len(extra)} extra tensor(s) not in the base: {_listing(extra)}.")
     if mismatched:
-        shapes = [f"{n} {tuple(checkpoint.shape(mapping[n]))} vs base {tuple(base.shape(n))}" for n in mismatched]
+        shapes = [
+            f"{n} {tuple(checkpoint.shape(mapping[n]))} vs base {tuple(base.shape(n))}"
+            for n in mismatched
+        ]
         parts.append(f"{len(mismatched)} shape mismatch(es): {_listing(shapes)}.")
     hint = _prefix_hint(set(base.keys()), set(checkpoint.keys())) if missing else ""
-    parts.append(hint or " Pass keys='common' (CLI: --keys common) to merge only the tensors all checkpoints share, or exclude the odd tensors with exclude=REGEX.")
+    parts.append(
+        hint
+        or " Pass keys='common' (CLI: --keys common) to merge only the tensors all checkpoints share, or exclude the odd tensors with exclude=REGEX."
+    )
     return " ".join(parts)
 
 
@@ -222,7 +239,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("cpu")
     resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was asked for but no CUDA device is available; use device='auto' or 'cpu'.")
+        raise ValueError(
+            "device='cuda' was asked for but no CUDA device is available; use device='auto' or 'cpu'."
+        )
     return resolved
 
 
@@ -249,7 +268,9 @@ def iter_task_vectors(
         if check_finite:
             _check_finite(name, base_tensor, family.base.source)
         base32 = base_tensor.to(target, torch.float32)
-        stacked = torch.empty((len(family.tasks), *base32.shape), dtype=torch.float32, device=target)
+        stacked = torch.empty(
+            (len(family.tasks), *base32.shape), dtype=torch.float32, device=target
+        )
         for index, task in enumerate(family.tasks):
             task_tensor = family.get_task_tensor(task, name)
             if check_finite:

@@ -25,7 +25,9 @@ def make_state(seed: int, scale: float = 1.0, shapes: dict = SHAPES) -> dict[str
     return {name: scale * torch.randn(shape, generator=generator) for name, shape in shapes.items()}
 
 
-def write_family(root: Path, tasks: int = 3, *, with_buffer: bool = True, shapes: dict = SHAPES) -> tuple[Path, dict[str, Path]]:
+def write_family(
+    root: Path, tasks: int = 3, *, with_buffer: bool = True, shapes: dict = SHAPES
+) -> tuple[Path, dict[str, Path]]:
     """A base folder and ``tasks`` fine-tuned folders (HF style) under ``root``."""
     base_state = make_state(0, shapes=shapes)
     if with_buffer:

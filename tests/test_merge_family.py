@@ -8,7 +8,16 @@ from family_fixtures import write_family
 from safetensors.torch import load_file
 
 from tadrop.io import open_checkpoint
-from tadrop.merge import EMR, TIES, MergeCancelled, TaskArithmetic, WeightAveraging, emr_merge, run_merge, ties_merge
+from tadrop.merge import (
+    EMR,
+    TIES,
+    MergeCancelled,
+    TaskArithmetic,
+    WeightAveraging,
+    emr_merge,
+    run_merge,
+    ties_merge,
+)
 from tadrop.registry import build_merge, method_names
 from tadrop.sparsify import DARE, Magnitude, TADrop, sparsify
 from tadrop.task_vectors import load_family
@@ -22,7 +31,13 @@ def family(tmp_path):
 
 def _states(family):
     base = {name: family.base.get(name).float() for name in family.tensor_names}
-    taus = [{name: family.get_task_tensor(task, name).float() - base[name] for name in family.tensor_names} for task in family.task_names]
+    taus = [
+        {
+            name: family.get_task_tensor(task, name).float() - base[name]
+            for name in family.tensor_names
+        }
+        for task in family.task_names
+    ]
     return base, taus
 
 
@@ -30,7 +45,9 @@ def test_task_arithmetic_family(family):
     base, taus = _states(family)
     result = run_merge(family, TaskArithmetic(scaling=0.4), device="cpu")
     for name in family.tensor_names:
-        torch.testing.assert_close(result.merged[name], base[name] + 0.4 * sum(tau[name] for tau in taus))
+        torch.testing.assert_close(
+            result.merged[name], base[name] + 0.4 * sum(tau[name] for tau in taus)
+        )
     state = result.model_for()
     assert state["embeddings.position_ids"].dtype == torch.int64  # untouched buffer from the base
 
@@ -48,7 +65,9 @@ def test_ties_per_tensor_matches_pure_function(family):
     result = run_merge(family, TIES(scaling=0.8), trim, device="cpu")
     for name in family.tensor_names:
         trimmed = torch.stack([sparsify(tau[name], trim)[0] for tau in taus])
-        torch.testing.assert_close(result.merged[name], base[name] + ties_merge(trimmed, scaling=0.8))
+        torch.testing.assert_close(
+            result.merged[name], base[name] + ties_merge(trimmed, scaling=0.8)
+        )
 
 
 def test_ties_default_trim_is_global_top_20_percent(family):
@@ -135,7 +154,10 @@ def test_saved_merge_round_trips_with_provenance(family, tmp_path):
     assert '"a": 0.5' in checkpoint.metadata["sparsifier_params"]
     assert (out / "config.json").exists()
     saved = load_file(str(out / "model.safetensors"))
-    torch.testing.assert_close(saved["encoder.layer.0.output.dense.weight"], result.merged["encoder.layer.0.output.dense.weight"])
+    torch.testing.assert_close(
+        saved["encoder.layer.0.output.dense.weight"],
+        result.merged["encoder.layer.0.output.dense.weight"],
+    )
     assert torch.equal(saved["embeddings.position_ids"], family.base.get("embeddings.position_ids"))
 
 
@@ -144,7 +166,10 @@ def test_emr_saves_one_model_per_task(family, tmp_path):
     out = result.save(tmp_path / "emr")
     for task in family.task_names:
         saved = load_file(str(out / task / "model.safetensors"))
-        torch.testing.assert_close(saved["encoder.layer.1.output.dense.weight"], result.model_for(task)["encoder.layer.1.output.dense.weight"])
+        torch.testing.assert_close(
+            saved["encoder.layer.1.output.dense.weight"],
+            result.model_for(task)["encoder.layer.1.output.dense.weight"],
+        )
 
 
 def test_emr_save_refuses_input_folder_and_existing_output(family, tmp_path):

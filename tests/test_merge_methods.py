@@ -12,8 +12,12 @@ TAU_2 = torch.tensor([-3.0, 1.0, 1.0, 0.0])
 
 def test_task_arithmetic_hand_computed():
     base = {"w": torch.tensor([1.0, 1.0, 1.0, 1.0])}
-    merged = task_arithmetic_merge(base, [{"w": TAU_1}, {"w": TAU_2}], scaling=0.5, weights=[1.0, 2.0])
-    torch.testing.assert_close(merged["w"], torch.tensor([1 + 0.5 * (1 - 6), 1 + 0.5 * (-2 + 2), 1 + 0.5 * 5, 1.0]))
+    merged = task_arithmetic_merge(
+        base, [{"w": TAU_1}, {"w": TAU_2}], scaling=0.5, weights=[1.0, 2.0]
+    )
+    torch.testing.assert_close(
+        merged["w"], torch.tensor([1 + 0.5 * (1 - 6), 1 + 0.5 * (-2 + 2), 1 + 0.5 * 5, 1.0])
+    )
 
 
 def test_ties_hand_computed():

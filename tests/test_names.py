@@ -40,10 +40,14 @@ def test_parse_name_families(name, layer, kind, param):
     assert (parsed.layer, parsed.kind, parsed.param) == (layer, kind, param)
 
 
-@pytest.mark.parametrize("name", ["", "x", "...", "a.b.c.d.e.f", "layer.notanumber.w", "日本.weight"])
+@pytest.mark.parametrize(
+    "name", ["", "x", "...", "a.b.c.d.e.f", "layer.notanumber.w", "日本.weight"]
+)
 def test_unknown_names_never_fail(name):
     parsed = parse_name(name)
-    assert parsed.kind in {"other", "head", "norm", "embedding", "conv"} or parsed.kind.startswith(("attn", "mlp"))
+    assert parsed.kind in {"other", "head", "norm", "embedding", "conv"} or parsed.kind.startswith(
+        ("attn", "mlp")
+    )
 
 
 def test_component_group():

@@ -6,7 +6,16 @@ import pytest
 import torch
 
 from tadrop.registry import SPARSIFIERS, build_sparsifier
-from tadrop.sparsify import DARE, DELLA, Breadcrumbs, Magnitude, TADrop, sparsify, tadrop, tadrop_drop_rate
+from tadrop.sparsify import (
+    DARE,
+    DELLA,
+    Breadcrumbs,
+    Magnitude,
+    TADrop,
+    sparsify,
+    tadrop,
+    tadrop_drop_rate,
+)
 
 
 def test_tadrop_hand_computed():
@@ -117,12 +126,16 @@ def test_conformance_over_registry(name):
 @pytest.mark.parametrize("numel", [1, 2, 10, 999, 4096])
 @pytest.mark.parametrize("a,b", [(0.5, 0.95), (0.3, 0.99), (0.45, 0.8)])
 def test_tadrop_properties(numel, a, b):
-    tau = torch.randn(numel, generator=torch.Generator().manual_seed(numel)) * torch.rand(numel) ** 4
+    tau = (
+        torch.randn(numel, generator=torch.Generator().manual_seed(numel)) * torch.rand(numel) ** 4
+    )
     sparse, keep = tadrop(tau, a=a, b=b)
     n_drop = round(tadrop_drop_rate(tau, a, b) * numel)
     assert int((~keep).sum()) == n_drop
     if keep.any():
-        assert float(torch.linalg.vector_norm(sparse.double())) == pytest.approx(float(torch.linalg.vector_norm(tau.double())), rel=1e-5)
+        assert float(torch.linalg.vector_norm(sparse.double())) == pytest.approx(
+            float(torch.linalg.vector_norm(tau.double())), rel=1e-5
+        )
         # kept entries are the largest ones
         if (~keep).any():
             assert float(tau.abs()[keep].min()) >= float(tau.abs()[~keep].max())
@@ -131,5 +144,10 @@ def test_tadrop_properties(numel, a, b):
 def test_seeded_sparsifiers_depend_on_task_and_name():
     tau = torch.randn(1000)
     dare = DARE(p=0.5, seed=1)
-    assert not torch.equal(dare.keep_mask(tau, name="a", task="t"), dare.keep_mask(tau, name="b", task="t"))
-    assert not torch.equal(dare.keep_mask(tau, name="a", task="t"), DARE(p=0.5, seed=2).keep_mask(tau, name="a", task="t"))
+    assert not torch.equal(
+        dare.keep_mask(tau, name="a", task="t"), dare.keep_mask(tau, name="b", task="t")
+    )
+    assert not torch.equal(
+        dare.keep_mask(tau, name="a", task="t"),
+        DARE(p=0.5, seed=2).keep_mask(tau, name="a", task="t"),
+    )

@@ -45,9 +45,13 @@ def test_table_matches_torch_quantile(family):
     table = compute_stats(family, device="cpu")
     assert list(table.columns) == COLUMNS
     assert len(table) == 3 * len(family.tensor_names)
-    row = table[(table.task == "task1") & (table.tensor == "encoder.layer.0.output.dense.weight")].iloc[0]
+    row = table[
+        (table.task == "task1") & (table.tensor == "encoder.layer.0.output.dense.weight")
+    ].iloc[0]
     tau = family.get_task_tensor("task1", row.tensor).float() - family.base.get(row.tensor).float()
-    assert row.q_a == pytest.approx(float(torch.quantile(tau.abs().double().flatten(), 0.5)), rel=1e-12)
+    assert row.q_a == pytest.approx(
+        float(torch.quantile(tau.abs().double().flatten(), 0.5)), rel=1e-12
+    )
     assert row.drop_rate == pytest.approx(tadrop_drop_rate(tau), rel=1e-6)
     assert row.kind == "mlp.down" and row.layer == 0 and row.group == "mlp"
     grid = np.linspace(0, 1, 1001)
@@ -60,9 +64,14 @@ def test_drop_rates_from_sketch_without_reading_tensors(family, a, b):
     table = compute_stats(family, device="cpu")
     rates = drop_rates_from_sketch(table, a, b)
     for _, row in table.sample(6, random_state=0).iterrows():
-        tau = family.get_task_tensor(row.task, row.tensor).float() - family.base.get(row.tensor).float()
+        tau = (
+            family.get_task_tensor(row.task, row.tensor).float()
+            - family.base.get(row.tensor).float()
+        )
         on_grid = round(a * 1000) == a * 1000 and round(b * 1000) == b * 1000
-        assert rates[row.name] == pytest.approx(tadrop_drop_rate(tau, a, b), rel=1e-9 if on_grid else 0.05)
+        assert rates[row.name] == pytest.approx(
+            tadrop_drop_rate(tau, a, b), rel=1e-9 if on_grid else 0.05
+        )
     with pytest.raises(ValueError, match="0 < a < b < 1"):
         drop_rates_from_sketch(table, 0.9, 0.5)
 
@@ -71,7 +80,9 @@ def test_overall_sparsity_weights_by_numel(family):
     table = compute_stats(family, device="cpu")
     sparsity = overall_sparsity(table, table["drop_rate"])
     task0 = table[table.task == "task0"]
-    assert sparsity["task0"] == pytest.approx(float((task0.drop_rate * task0.numel).sum() / task0.numel.sum()))
+    assert sparsity["task0"] == pytest.approx(
+        float((task0.drop_rate * task0.numel).sum() / task0.numel.sum())
+    )
 
 
 def test_save_and_load_round_trip(family, tmp_path):

@@ -17,12 +17,17 @@ def test_task_vectors_equal_differences(tmp_path):
     base_dir, task_dirs = write_family(tmp_path)
     family = load_family(base_dir, task_dirs)
     assert family.task_names == ["task0", "task1", "task2"]
-    assert "embeddings.position_ids" in family.skipped and "non-float" in family.skipped["embeddings.position_ids"]
+    assert (
+        "embeddings.position_ids" in family.skipped
+        and "non-float" in family.skipped["embeddings.position_ids"]
+    )
     base = load_file(str(base_dir / "model.safetensors"))
     finetuned = load_file(str(task_dirs["task1"] / "model.safetensors"))
     for tensor in iter_task_vectors(family, device="cpu"):
         assert tensor.task_vectors.shape == (3, *base[tensor.name].shape)
-        torch.testing.assert_close(tensor.task_vectors[1], finetuned[tensor.name] - base[tensor.name])
+        torch.testing.assert_close(
+            tensor.task_vectors[1], finetuned[tensor.name] - base[tensor.name]
+        )
 
 
 def test_task_names_from_list_of_paths(tmp_path):
@@ -48,11 +53,18 @@ def _rewrite(path, change):
 
 def test_missing_and_extra_keys_are_named(tmp_path):
     base_dir, task_dirs = write_family(tmp_path)
-    _rewrite(task_dirs["task1"] / "model.safetensors", lambda s: (s.pop("encoder.layer.1.output.dense.weight"), s.update(extra=torch.zeros(2))))
+    _rewrite(
+        task_dirs["task1"] / "model.safetensors",
+        lambda s: (s.pop("encoder.layer.1.output.dense.weight"), s.update(extra=torch.zeros(2))),
+    )
     with pytest.raises(FamilyError) as error:
         load_family(base_dir, task_dirs)
     message = str(error.value)
-    assert "task1" in message and "encoder.layer.1.output.dense.weight" in message and "extra" in message
+    assert (
+        "task1" in message
+        and "encoder.layer.1.output.dense.weight" in message
+        and "extra" in message
+    )
     assert "keys='common'" in message
     family = load_family(base_dir, task_dirs, keys="common")
     assert "encoder.layer.1.output.dense.weight" not in family.tensor_names
@@ -61,8 +73,13 @@ def test_missing_and_extra_keys_are_named(tmp_path):
 
 def test_shape_mismatch_is_named(tmp_path):
     base_dir, task_dirs = write_family(tmp_path)
-    _rewrite(task_dirs["task0"] / "model.safetensors", lambda s: s.update({"embeddings.word_embeddings.weight": torch.zeros(13, 8)}))
-    with pytest.raises(FamilyError, match=r"embeddings.word_embeddings.weight \(13, 8\) vs base \(12, 8\)"):
+    _rewrite(
+        task_dirs["task0"] / "model.safetensors",
+        lambda s: s.update({"embeddings.word_embeddings.weight": torch.zeros(13, 8)}),
+    )
+    with pytest.raises(
+        FamilyError, match=r"embeddings.word_embeddings.weight \(13, 8\) vs base \(12, 8\)"
+    ):
         load_family(base_dir, task_dirs)
     family = load_family(base_dir, task_dirs, keys="common")
     assert "shape differs" in family.skipped["embeddings.word_embeddings.weight"]
@@ -70,11 +87,17 @@ def test_shape_mismatch_is_named(tmp_path):
 
 def test_prefix_difference_is_explained_and_aligned(tmp_path):
     base_dir, task_dirs = write_family(tmp_path, with_buffer=False)
-    _rewrite(task_dirs["task2"] / "model.safetensors", lambda s: [s.update({"model." + k: s.pop(k)}) for k in list(s)])
+    _rewrite(
+        task_dirs["task2"] / "model.safetensors",
+        lambda s: [s.update({"model." + k: s.pop(k)}) for k in list(s)],
+    )
     with pytest.raises(FamilyError, match="prefix 'model.'.*align_prefixes=True"):
         load_family(base_dir, task_dirs)
     family = load_family(base_dir, task_dirs, align_prefixes=True)
-    assert family.key_map["task2"]["encoder.layer.0.output.dense.weight"] == "model.encoder.layer.0.output.dense.weight"
+    assert (
+        family.key_map["task2"]["encoder.layer.0.output.dense.weight"]
+        == "model.encoder.layer.0.output.dense.weight"
+    )
     assert len(family.tensor_names) == 9
 
 
@@ -123,10 +146,14 @@ def test_walk_memory_is_bounded_by_tensors_not_models(tmp_path):
         print(json.dumps({{'growth': peak[0] - start, 'total': total}}))
         """
     )
-    output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    output = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
     growth = json.loads(output.stdout.strip().splitlines()[-1])["growth"]
     family_bytes = 5 * 20 * 8 * 2**20  # 800 MiB on disk
     tensor_bytes = 8 * 2**20
     # a few times (K + 2) tensors: the stack being filled, the one the caller holds, temporaries
-    assert growth < 4 * (4 + 2) * tensor_bytes, f"walk grew anonymous memory by {growth / 2**20:.0f} MiB"
+    assert growth < 4 * (4 + 2) * tensor_bytes, (
+        f"walk grew anonymous memory by {growth / 2**20:.0f} MiB"
+    )
     assert growth < family_bytes / 3

@@ -16,6 +16,10 @@ class WeightAveraging(MergeMethod):
         return tensor.sparse.mean(dim=0)
 
 
-def weight_average_merge(base: dict[str, torch.Tensor], finetuned: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+def weight_average_merge(
+    base: dict[str, torch.Tensor], finetuned: list[dict[str, torch.Tensor]]
+) -> dict[str, torch.Tensor]:
     """Pure function over state dicts: the element-wise mean of the fine-tuned weights."""
-    return {name: torch.stack([model[name].float() for model in finetuned]).mean(0) for name in base}
+    return {
+        name: torch.stack([model[name].float() for model in finetuned]).mean(0) for name in base
+    }

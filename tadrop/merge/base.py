@@ -93,7 +93,9 @@ class MergeResult:
     def is_merged(self, name: str) -> bool:
         return name in self.merged
 
-    def model_for(self, task: str | None = None, *, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    def model_for(
+        self, task: str | None = None, *, dtype: torch.dtype | None = None
+    ) -> dict[str, torch.Tensor]:
         """Full state dict (base keys) of the model to use for ``task``, in the base's dtypes."""
         state = {}
         for name in self.family.base.keys():
@@ -120,17 +122,23 @@ class MergeResult:
         return save_result(self, out_dir, **write_options)
 
 
-def sparsify_tensor(tensor: TensorTaskVectors, sparsifier: Sparsifier | None, task_names: list[str]) -> SparsifiedTensor:
+def sparsify_tensor(
+    tensor: TensorTaskVectors, sparsifier: Sparsifier | None, task_names: list[str]
+) -> SparsifiedTensor:
     """Sparsify each task's slice of one tensor."""
     if sparsifier is None:
-        return SparsifiedTensor(tensor.name, tensor.base, tensor.task_vectors, tensor.task_vectors, None, task_names)
+        return SparsifiedTensor(
+            tensor.name, tensor.base, tensor.task_vectors, tensor.task_vectors, None, task_names
+        )
     keep_masks = torch.empty_like(tensor.task_vectors, dtype=torch.bool)
     sparse = torch.empty_like(tensor.task_vectors)
     for index, task in enumerate(task_names):
         tau = tensor.task_vectors[index]
         keep_masks[index] = sparsifier.keep_mask(tau, name=tensor.name, task=task)
         sparse[index] = sparsifier.apply(tau, keep_masks[index], name=tensor.name, task=task)
-    return SparsifiedTensor(tensor.name, tensor.base, tensor.task_vectors, sparse, keep_masks, task_names)
+    return SparsifiedTensor(
+        tensor.name, tensor.base, tensor.task_vectors, sparse, keep_masks, task_names
+    )
 
 
 def iter_sparsified(
@@ -171,21 +179,29 @@ def run_merge(
     if sparsifier is None and method.default_sparsifier is not None:
         sparsifier = method.default_sparsifier()
     result = method.new_result(family, sparsifier)
-    for tensor in iter_sparsified(family, sparsifier, device=device, progress=progress, cancel=cancel):
+    for tensor in iter_sparsified(
+        family, sparsifier, device=device, progress=progress, cancel=cancel
+    ):
         result.add(tensor, method.merge_tensor(tensor))
         result.total += tensor.task_vectors[0].numel()
         if tensor.keep_masks is not None:
             for index, task in enumerate(family.task_names):
-                result.kept[task] = result.kept.get(task, 0) + int(torch.count_nonzero(tensor.keep_masks[index]))
+                result.kept[task] = result.kept.get(task, 0) + int(
+                    torch.count_nonzero(tensor.keep_masks[index])
+                )
     return result
 
 
-def stack_weights(weights: dict[str, float] | None, task_names: list[str], device: torch.device) -> torch.Tensor:
+def stack_weights(
+    weights: dict[str, float] | None, task_names: list[str], device: torch.device
+) -> torch.Tensor:
     """Per-task weights as a (K,) tensor; missing tasks weigh 1, unknown names are an error."""
     weights = weights or {}
     unknown = sorted(set(weights) - set(task_names))
     if unknown:
-        raise ValueError(f"Task weights name unknown task(s) {unknown}; the tasks are {task_names}.")
+        raise ValueError(
+            f"Task weights name unknown task(s) {unknown}; the tasks are {task_names}."
+        )
     return torch.tensor([float(weights.get(task, 1.0)) for task in task_names], device=device)
 
 

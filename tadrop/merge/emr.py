@@ -54,20 +54,26 @@ class EMRResult(MergeResult):
     abs_mean_task: list[float] = field(default_factory=list)  # sum over tensors of mean|tau_k|
     abs_mean_masked: list[float] = field(default_factory=list)  # ... of mean|M_k * tau_uni|
 
-    def add(self, tensor: SparsifiedTensor, merged: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
+    def add(
+        self, tensor: SparsifiedTensor, merged: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    ) -> None:
         unified, masks, source = merged
         self.unified[tensor.name] = unified.cpu()
         self.base_tensors[tensor.name] = tensor.base.cpu()
         self.packed_masks[tensor.name] = [pack_mask(mask) for mask in masks]
         for index in range(masks.shape[0]):
             self.abs_mean_task[index] += float(source[index].abs().mean(dtype=torch.float64))
-            self.abs_mean_masked[index] += float((masks[index] * unified).abs().mean(dtype=torch.float64))
+            self.abs_mean_masked[index] += float(
+                (masks[index] * unified).abs().mean(dtype=torch.float64)
+            )
 
     @property
     def rescalers(self) -> dict[str, float]:
         return {
             task: (num / den if den > 0 else 1.0)
-            for task, num, den in zip(self.family.task_names, self.abs_mean_task, self.abs_mean_masked)
+            for task, num, den in zip(
+                self.family.task_names, self.abs_mean_task, self.abs_mean_masked
+            )
         }
 
     def task_mask(self, task: str, name: str) -> torch.Tensor:
@@ -79,7 +85,9 @@ class EMRResult(MergeResult):
 
     def merged_tensor(self, task: str, name: str) -> torch.Tensor:
         if task not in self.family.task_names:
-            raise ValueError(f"EMR builds one model per task; pass one of {self.family.task_names}, got {task!r}.")
+            raise ValueError(
+                f"EMR builds one model per task; pass one of {self.family.task_names}, got {task!r}."
+            )
         mask = self.task_mask(task, name)
         return self.base_tensors[name] + self.rescalers[task] * mask * self.unified[name]
 
@@ -92,13 +100,24 @@ class EMR(MergeMethod):
 
     def validate(self) -> None:
         if self.sparsify not in SPARSIFY_MODES:
-            raise ValueError(f"EMR sparsify={self.sparsify!r} is not allowed; use one of {SPARSIFY_MODES}.")
+            raise ValueError(
+                f"EMR sparsify={self.sparsify!r} is not allowed; use one of {SPARSIFY_MODES}."
+            )
 
     def new_result(self, family, sparsifier) -> EMRResult:
         count = len(family.task_names)
-        return EMRResult(self.name, self.get_params(), sparsifier, family, abs_mean_task=[0.0] * count, abs_mean_masked=[0.0] * count)
+        return EMRResult(
+            self.name,
+            self.get_params(),
+            sparsifier,
+            family,
+            abs_mean_task=[0.0] * count,
+            abs_mean_masked=[0.0] * count,
+        )
 
-    def merge_tensor(self, tensor: SparsifiedTensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def merge_tensor(
+        self, tensor: SparsifiedTensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(unified, final masks, task vectors used for the rescaler numerators)."""
         use_sparse = self.sparsify == "pre" and tensor.keep_masks is not None
         source = tensor.sparse if use_sparse else tensor.task_vectors
@@ -108,7 +127,9 @@ class EMR(MergeMethod):
         return unified, masks, source
 
 
-def emr_merge(task_vectors: list[dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor]], list[float]]:
+def emr_merge(
+    task_vectors: list[dict[str, torch.Tensor]],
+) -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor]], list[float]]:
     """Pure function over state dicts: (unified vector, masks per task, rescalers per task)."""
     names = list(task_vectors[0])
     unified, masks = {}, [dict() for _ in task_vectors]
@@ -120,6 +141,8 @@ def emr_merge(task_vectors: list[dict[str, torch.Tensor]]) -> tuple[dict[str, to
         for index in range(len(task_vectors)):
             masks[index][name] = stacked_masks[index]
             numerators[index] += float(stack[index].abs().mean(dtype=torch.float64))
-            denominators[index] += float((stacked_masks[index] * unified[name]).abs().mean(dtype=torch.float64))
-    rescalers = [num / den if den > 0 else 1.0 for num, den in zip(numerators, denominators)]
+            denominators[index] += float(
+                (stacked_masks[index] * unified[name]).abs().mean(dtype=torch.float64)
+            )
+    rescalers = [num / den if den > 0 else 1.0 for num, den in zip(numerators, denominators, strict=True)]
     return unified, masks, rescalers

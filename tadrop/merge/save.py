@@ -18,11 +18,17 @@ def _provenance(result: MergeResult, extra: dict | None = None) -> dict[str, str
 
     description = {**result.describe(), **(extra or {})}
     description["tadrop_version"] = getattr(tadrop, "__version__", "0")
-    return {key: value if isinstance(value, str) else json.dumps(value, default=str) for key, value in description.items()}
+    return {
+        key: value if isinstance(value, str) else json.dumps(value, default=str)
+        for key, value in description.items()
+    }
 
 
 def _input_paths(result: MergeResult) -> list[Path]:
-    return [result.family.base.source, *(checkpoint.source for checkpoint in result.family.tasks.values())]
+    return [
+        result.family.base.source,
+        *(checkpoint.source for checkpoint in result.family.tasks.values()),
+    ]
 
 
 def save_result(
@@ -59,7 +65,12 @@ def save_result(
         for task in tasks or result.family.task_names:
             state = result.model_for(task, dtype=dtype)
             metadata = _provenance(result, {"task": task, "rescaler": result.rescalers[task]})
-            write_checkpoint(iter(state.items()), staging / task, metadata=metadata, **{**options, "overwrite": False})
+            write_checkpoint(
+                iter(state.items()),
+                staging / task,
+                metadata=metadata,
+                **{**options, "overwrite": False},
+            )
         replace_dir(staging, out_dir, overwrite=overwrite)
     except BaseException:
         remove_path(staging)

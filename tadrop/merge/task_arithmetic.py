@@ -37,6 +37,7 @@ def task_arithmetic_merge(
     """Pure function over state dicts: theta_pre + lambda * sum_k w_k tau_k."""
     weights = weights or [1.0] * len(task_vectors)
     return {
-        name: base[name].float() + scaling * sum(w * tv[name].float() for w, tv in zip(weights, task_vectors))
+        name: base[name].float()
+        + scaling * sum(w * tv[name].float() for w, tv in zip(weights, task_vectors, strict=True))
         for name in base
     }

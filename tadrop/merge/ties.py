@@ -24,7 +24,9 @@ ZERO_SIGN_MODES = ("majority", "none")
 DIVISORS = ("mean", "sum")
 
 
-def elect_signs(trimmed: torch.Tensor, elect: str = "mass", zero_sign: str = "majority") -> torch.Tensor:
+def elect_signs(
+    trimmed: torch.Tensor, elect: str = "mass", zero_sign: str = "majority"
+) -> torch.Tensor:
     """gamma: (*shape) in {-1, 0, +1} from the (K, *shape) trimmed task vectors."""
     if elect == "mass":
         signs = torch.sign(trimmed.sum(dim=0))
@@ -36,7 +38,9 @@ def elect_signs(trimmed: torch.Tensor, elect: str = "mass", zero_sign: str = "ma
     return signs
 
 
-def disjoint_merge(trimmed: torch.Tensor, signs: torch.Tensor, divisor: str = "mean") -> torch.Tensor:
+def disjoint_merge(
+    trimmed: torch.Tensor, signs: torch.Tensor, divisor: str = "mean"
+) -> torch.Tensor:
     """Combine the entries that agree with the elected sign (zeros never agree)."""
     agree = torch.where(signs > 0, trimmed > 0, trimmed < 0)
     selected = trimmed * agree
@@ -50,7 +54,13 @@ class TIES(MergeMethod):
     name: ClassVar[str] = "ties"
     default_sparsifier = staticmethod(lambda: Magnitude(density=0.2, scope="global"))
 
-    def __init__(self, scaling: float = 1.0, elect: str = "mass", zero_sign: str = "majority", divisor: str = "mean") -> None:
+    def __init__(
+        self,
+        scaling: float = 1.0,
+        elect: str = "mass",
+        zero_sign: str = "majority",
+        divisor: str = "mean",
+    ) -> None:
         self.scaling = scaling
         self.elect = elect
         self.zero_sign = zero_sign
@@ -71,7 +81,12 @@ class TIES(MergeMethod):
 
 
 def ties_merge(
-    trimmed_task_vectors: torch.Tensor, scaling: float = 1.0, elect: str = "mass", divisor: str = "mean"
+    trimmed_task_vectors: torch.Tensor,
+    scaling: float = 1.0,
+    elect: str = "mass",
+    divisor: str = "mean",
 ) -> torch.Tensor:
     """Pure function on one (K, *shape) stack of already trimmed task vectors: the merged delta."""
-    return scaling * disjoint_merge(trimmed_task_vectors, elect_signs(trimmed_task_vectors, elect), divisor)
+    return scaling * disjoint_merge(
+        trimmed_task_vectors, elect_signs(trimmed_task_vectors, elect), divisor
+    )

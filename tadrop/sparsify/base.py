@@ -54,7 +54,9 @@ class Sparsifier:
     ) -> torch.Tensor:
         """The sparsified task vector: kept entries times the rescale factor, others zero."""
         factor = self.rescale_factor(tau, keep_mask)
-        return torch.where(keep_mask, tau * factor, torch.zeros((), dtype=tau.dtype, device=tau.device))
+        return torch.where(
+            keep_mask, tau * factor, torch.zeros((), dtype=tau.dtype, device=tau.device)
+        )
 
     def get_params(self) -> dict[str, object]:
         return {key: value for key, value in vars(self).items() if not key.startswith("_")}
@@ -69,7 +71,9 @@ def _check_choice(what: str, value: object, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{what}={value!r} is not allowed; use one of {allowed}.")
 
 
-def check_fraction(what: str, value: float, *, low_open: bool = True, high_closed: bool = True) -> None:
+def check_fraction(
+    what: str, value: float, *, low_open: bool = True, high_closed: bool = True
+) -> None:
     """Raise ValueError unless value lies in (0, 1] (or the interval the flags say)."""
     low_ok = value > 0 if low_open else value >= 0
     high_ok = value <= 1 if high_closed else value < 1

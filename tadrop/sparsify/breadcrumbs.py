@@ -37,6 +37,8 @@ class Breadcrumbs(Sparsifier):
         n_top = int(round(self.gamma * numel))
         n_keep = min(int(round(self.density * numel)), numel - n_top)
         magnitude = tau.abs()
-        below_top = smallest_k_keep_mask(magnitude, numel - n_top).logical_not()  # smallest n - n_top
+        below_top = smallest_k_keep_mask(
+            magnitude, numel - n_top
+        ).logical_not()  # smallest n - n_top
         above_small = smallest_k_keep_mask(magnitude, numel - n_top - n_keep)
         return below_top & above_small

@@ -47,5 +47,7 @@ class DELLA(Sparsifier):
         self.validate()
         return seeded_uniform(tau, self.seed, task, name) < self.keep_probability(tau)
 
-    def apply(self, tau: torch.Tensor, keep_mask: torch.Tensor, *, name: str = "", task: str = "") -> torch.Tensor:
+    def apply(
+        self, tau: torch.Tensor, keep_mask: torch.Tensor, *, name: str = "", task: str = ""
+    ) -> torch.Tensor:
         return torch.where(keep_mask, tau / self.keep_probability(tau), torch.zeros_like(tau))

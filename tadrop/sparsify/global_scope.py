@@ -73,7 +73,9 @@ def global_drop_counts(
             magnitude = tensor.task_vectors[index].abs().flatten()
             buckets = _bucket_ids(magnitude)
             counts[task][tensor.name] = int(torch.count_nonzero(buckets < threshold_bucket[task]))
-            in_bucket[task].append((tensor.name, magnitude[buckets == threshold_bucket[task]].cpu()))
+            in_bucket[task].append(
+                (tensor.name, magnitude[buckets == threshold_bucket[task]].cpu())
+            )
     for task in tasks:
         if threshold_bucket[task] < 0:
             continue
@@ -81,13 +83,18 @@ def global_drop_counts(
     return counts
 
 
-def _take_in_bucket(counts: dict[str, int], pieces: list[tuple[str, torch.Tensor]], n_take: int) -> None:
+def _take_in_bucket(
+    counts: dict[str, int], pieces: list[tuple[str, torch.Tensor]], n_take: int
+) -> None:
     """Add to ``counts`` the ``n_take`` smallest in-bucket entries, ties in walk order."""
     if n_take <= 0 or not pieces:
         return
     values = torch.cat([piece for _, piece in pieces])
     owners = torch.cat(
-        [torch.full((piece.numel(),), position, dtype=torch.int64) for position, (_, piece) in enumerate(pieces)]
+        [
+            torch.full((piece.numel(),), position, dtype=torch.int64)
+            for position, (_, piece) in enumerate(pieces)
+        ]
     )
     order = torch.sort(values, stable=True).indices[:n_take]
     taken = torch.bincount(owners[order], minlength=len(pieces))

@@ -49,7 +49,9 @@ class Magnitude(Sparsifier):
     def fit(self, family: ModelFamily, *, device: str | torch.device = "auto") -> Magnitude:
         self.validate()
         if self.scope == "global":
-            self._drop_counts = global_drop_counts(family, lambda task: 1.0 - self.density, device=device)
+            self._drop_counts = global_drop_counts(
+                family, lambda task: 1.0 - self.density, device=device
+            )
         return self
 
 

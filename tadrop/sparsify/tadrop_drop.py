@@ -27,12 +27,16 @@ if TYPE_CHECKING:
 def check_quantiles(a: float, b: float, eps: float) -> None:
     """Raise ValueError unless 0 < a < b < 1 and eps > 0."""
     if not (0 < a < b < 1):
-        raise ValueError(f"TADrop needs quantiles 0 < a < b < 1; got a={a!r}, b={b!r}. Choose e.g. a=0.5, b=0.95.")
+        raise ValueError(
+            f"TADrop needs quantiles 0 < a < b < 1; got a={a!r}, b={b!r}. Choose e.g. a=0.5, b=0.95."
+        )
     if not eps > 0:
         raise ValueError(f"TADrop needs eps > 0; got eps={eps!r}. The default is 1e-12.")
 
 
-def tadrop_drop_rate(tau: torch.Tensor, a: float = 0.5, b: float = 0.95, eps: float = 1e-12) -> float:
+def tadrop_drop_rate(
+    tau: torch.Tensor, a: float = 0.5, b: float = 0.95, eps: float = 1e-12
+) -> float:
     """d = Q_a(|tau|) / (Q_b(|tau|) + eps), clamped to [0, 1]."""
     check_quantiles(a, b, eps)
     q_a, q_b = (float(value) for value in abs_quantiles(tau, [a, b]))
@@ -97,7 +101,9 @@ class TADrop(Sparsifier):
             numel = tensor.task_vectors[0].numel()
             total += numel
             for index, task in enumerate(family.task_names):
-                weighted[task] += numel * tadrop_drop_rate(tensor.task_vectors[index], self.a, self.b, self.eps)
+                weighted[task] += numel * tadrop_drop_rate(
+                    tensor.task_vectors[index], self.a, self.b, self.eps
+                )
         self._global_rates = {task: value / max(total, 1) for task, value in weighted.items()}
         return self
 
