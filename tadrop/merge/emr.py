@@ -72,7 +72,7 @@ class EMRResult(MergeResult):
         return {
             task: (num / den if den > 0 else 1.0)
             for task, num, den in zip(
-                self.family.task_names, self.abs_mean_task, self.abs_mean_masked
+                self.family.task_names, self.abs_mean_task, self.abs_mean_masked, strict=True
             )
         }
 
@@ -144,5 +144,7 @@ def emr_merge(
             denominators[index] += float(
                 (stacked_masks[index] * unified[name]).abs().mean(dtype=torch.float64)
             )
-    rescalers = [num / den if den > 0 else 1.0 for num, den in zip(numerators, denominators, strict=True)]
+    rescalers = [
+        num / den if den > 0 else 1.0 for num, den in zip(numerators, denominators, strict=True)
+    ]
     return unified, masks, rescalers
