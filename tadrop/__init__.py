@@ -1,5 +1,12 @@
 """tadrop: task-vector analysis and model merging with distribution-aware sparsification."""
 
+import os
+
+# Fresh multi-megabyte CPU tensors fault in 4 KiB pages; with transparent huge pages torch's
+# allocator faults 2 MiB at a time (an allocate-and-fill of 245 MB: 174 ms -> 14 ms here). Read
+# by torch once, when it is first imported: it only helps when tadrop is imported first (the CLI).
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
 __version__ = "0.1.0"
 
 __all__ = [

@@ -266,7 +266,7 @@ def iter_task_vectors(
     for name in names if names is not None else family.tensor_names:
         base_tensor = family.base.get(name)
         if check_finite:
-            _check_finite(name, base_tensor, family.base.source)
+            _check_finite_fast(name, base_tensor, family.base.source)
         base32 = base_tensor.to(target, torch.float32)
         stacked = torch.empty(
             (len(family.tasks), *base32.shape), dtype=torch.float32, device=target
@@ -274,10 +274,17 @@ def iter_task_vectors(
         for index, task in enumerate(family.tasks):
             task_tensor = family.get_task_tensor(task, name)
             if check_finite:
-                _check_finite(name, task_tensor, family.tasks[task].source)
-            stacked[index].copy_(task_tensor.to(target, torch.float32))
-            stacked[index].sub_(base32)
+                _check_finite_fast(name, task_tensor, family.tasks[task].source)
+            # tau_k = theta_k - theta_pre in one pass (the float32 promotion happens inside sub).
+            torch.sub(task_tensor.to(target), base32, out=stacked[index])
         yield TensorTaskVectors(name, base32, stacked)
+
+
+def _check_finite_fast(name: str, tensor: torch.Tensor, source: Path) -> None:
+    """A finite sum rules out NaN and Inf in one read pass (``isfinite`` costs ~7 passes on a
+    CPU); only a non-finite sum (NaN/Inf, or an overflow of finite values) runs the exact check."""
+    if not tensor.is_floating_point() or not bool(torch.isfinite(tensor.sum())):
+        _check_finite(name, tensor, source)
 
 
 __all__ = [

@@ -134,8 +134,7 @@ def sparsify_tensor(
     sparse = torch.empty_like(tensor.task_vectors)
     for index, task in enumerate(task_names):
         tau = tensor.task_vectors[index]
-        keep_masks[index] = sparsifier.keep_mask(tau, name=tensor.name, task=task)
-        sparse[index] = sparsifier.apply(tau, keep_masks[index], name=tensor.name, task=task)
+        sparsifier.sparsify_into(tau, keep_masks[index], sparse[index], name=tensor.name, task=task)
     return SparsifiedTensor(
         tensor.name, tensor.base, tensor.task_vectors, sparse, keep_masks, task_names
     )

@@ -9,7 +9,7 @@ from typing import ClassVar
 
 import torch
 
-from tadrop.merge.base import MergeMethod, SparsifiedTensor, broadcast_weights, stack_weights
+from tadrop.merge.base import MergeMethod, SparsifiedTensor, stack_weights
 
 
 class TaskArithmetic(MergeMethod):
@@ -25,7 +25,8 @@ class TaskArithmetic(MergeMethod):
 
     def merge_tensor(self, tensor: SparsifiedTensor) -> torch.Tensor:
         weights = stack_weights(self.weights, tensor.task_names, tensor.sparse.device)
-        return self.scaling * (broadcast_weights(weights, tensor.sparse) * tensor.sparse).sum(dim=0)
+        # sum_k (lambda w_k) tau_k as one matrix-vector product: one pass, no (K, *shape) temporary.
+        return torch.tensordot(self.scaling * weights, tensor.sparse, dims=1)
 
 
 def task_arithmetic_merge(

@@ -42,9 +42,12 @@ def disjoint_merge(
     trimmed: torch.Tensor, signs: torch.Tensor, divisor: str = "mean"
 ) -> torch.Tensor:
     """Combine the entries that agree with the elected sign (zeros never agree)."""
-    agree = torch.where(signs > 0, trimmed > 0, trimmed < 0)
-    selected = trimmed * agree
-    total = selected.sum(dim=0)
+    # gamma * tau_k > 0 exactly where tau_k agrees; clamped, it is |tau_k| on agreeing entries and
+    # 0 elsewhere, so gamma * sum_k clamp(gamma * tau_k, 0) is the sum of the agreeing tau_k
+    # (negation is exact). One (K, *shape) float temporary instead of three.
+    agreeing_magnitude = trimmed * signs
+    agree = agreeing_magnitude > 0
+    total = agreeing_magnitude.clamp_(min=0).sum(dim=0).mul_(signs)
     if divisor == "sum":
         return total
     return total / agree.sum(dim=0).clamp(min=1)
