@@ -185,3 +185,38 @@ def test_emr_save_refuses_input_folder_and_existing_output(family, tmp_path):
     result.save(out, overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == sorted(family.task_names)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folder left
+
+
+@pytest.mark.parametrize("method_name", ["task_arithmetic", "ties", "averaging", "emr"])
+def test_streaming_save_equals_in_memory_merge(family, tmp_path, method_name):
+    from tadrop.merge.save import merge_to_folder
+
+    method, sparsifier = build_merge(method_name, "tadrop")
+    expected = run_merge(family, method, sparsifier, device="cpu")
+    method, sparsifier = build_merge(method_name, "tadrop")
+    path, result = merge_to_folder(family, method, sparsifier, tmp_path / "out", device="cpu")
+    assert result.sparsity() == pytest.approx(expected.sparsity())
+    task = family.task_names[1]
+    folder = path / task if method_name == "emr" else path
+    saved = load_file(str(folder / "model.safetensors"))
+    for name, tensor in expected.model_for(task).items():
+        torch.testing.assert_close(saved[name], tensor)
+    assert open_checkpoint(folder).metadata["method"] == method_name
+
+
+def test_cancelled_streaming_save_leaves_nothing(family, tmp_path):
+    from tadrop.merge.save import merge_to_folder
+
+    cancel = threading.Event()
+    before = sorted(tmp_path.iterdir())
+    with pytest.raises(MergeCancelled):
+        merge_to_folder(
+            family,
+            TaskArithmetic(),
+            TADrop(),
+            tmp_path / "out",
+            device="cpu",
+            cancel=cancel,
+            progress=lambda d, t, n: cancel.set(),
+        )
+    assert sorted(tmp_path.iterdir()) == before

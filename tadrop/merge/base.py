@@ -164,6 +164,34 @@ def iter_sparsified(
             progress(done + 1, total, tensor.name)
 
 
+def _prepare(method: MergeMethod, sparsifier: Sparsifier | None) -> Sparsifier | None:
+    method.validate()
+    if sparsifier is None and method.default_sparsifier is not None:
+        return method.default_sparsifier()
+    return sparsifier
+
+
+def iter_merged(
+    family: ModelFamily,
+    method: MergeMethod,
+    result: MergeResult,
+    *,
+    device: str | torch.device = "auto",
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+) -> Iterator[tuple[SparsifiedTensor, object]]:
+    """Walk the family, yielding (tensor, method output) and counting kept entries in ``result``."""
+    for tensor in iter_sparsified(
+        family, result.sparsifier, device=device, progress=progress, cancel=cancel
+    ):
+        result.total += tensor.task_vectors[0].numel()
+        if tensor.keep_masks is not None:
+            kept = torch.count_nonzero(tensor.keep_masks.flatten(1), dim=1).tolist()
+            for task, count in zip(family.task_names, kept, strict=True):
+                result.kept[task] = result.kept.get(task, 0) + int(count)
+        yield tensor, method.merge_tensor(tensor)
+
+
 def run_merge(
     family: ModelFamily,
     method: MergeMethod,
@@ -174,20 +202,11 @@ def run_merge(
     cancel: Cancel | None = None,
 ) -> MergeResult:
     """Merge a whole family in memory (merged tensors kept on the CPU in float32)."""
-    method.validate()
-    if sparsifier is None and method.default_sparsifier is not None:
-        sparsifier = method.default_sparsifier()
-    result = method.new_result(family, sparsifier)
-    for tensor in iter_sparsified(
-        family, sparsifier, device=device, progress=progress, cancel=cancel
+    result = method.new_result(family, _prepare(method, sparsifier))
+    for tensor, merged in iter_merged(
+        family, method, result, device=device, progress=progress, cancel=cancel
     ):
-        result.add(tensor, method.merge_tensor(tensor))
-        result.total += tensor.task_vectors[0].numel()
-        if tensor.keep_masks is not None:
-            for index, task in enumerate(family.task_names):
-                result.kept[task] = result.kept.get(task, 0) + int(
-                    torch.count_nonzero(tensor.keep_masks[index])
-                )
+        result.add(tensor, merged)
     return result
 
 

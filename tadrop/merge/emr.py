@@ -54,7 +54,6 @@ class EMRResult(MergeResult):
 
     unified: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> float32 tau_uni
     packed_masks: dict[str, list[np.ndarray]] = field(default_factory=dict)  # name -> K packed
-    base_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     abs_mean_task: list[float] = field(default_factory=list)  # sum over tensors of mean|tau_k|
     abs_mean_masked: list[float] = field(default_factory=list)  # ... of mean|M_k * tau_uni|
 
@@ -63,7 +62,6 @@ class EMRResult(MergeResult):
     ) -> None:
         unified, masks, source = merged
         self.unified[tensor.name] = unified.cpu()
-        self.base_tensors[tensor.name] = tensor.base.cpu()
         self.packed_masks[tensor.name] = [pack_mask(mask) for mask in masks]
         numel = unified.numel()
         # mean|tau_k| and mean|M_k * tau_uni|: float32 pairwise sums (relative error ~1e-7) of
@@ -98,7 +96,7 @@ class EMRResult(MergeResult):
                 f"EMR builds one model per task; pass one of {self.family.task_names}, got {task!r}."
             )
         mask = self.task_mask(task, name)
-        base = self.base_tensors[name]
+        base = self.family.base.get(name).float()  # read again (memory-mapped) rather than held
         return torch.where(mask, base + self.rescalers[task] * self.unified[name], base)
 
 

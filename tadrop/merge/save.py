@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from tadrop.io import write_checkpoint
 from tadrop.io.atomic import exists_error, remove_path, replace_dir, temp_sibling
 from tadrop.io.writer import check_not_over_inputs
-from tadrop.merge.base import MergeResult
+from tadrop.merge.base import Cancel, MergeMethod, MergeResult, Progress, _prepare, iter_merged
+from tadrop.sparsify.base import Sparsifier
+
+if TYPE_CHECKING:
+    from tadrop.task_vectors import ModelFamily
 
 
 def _provenance(result: MergeResult, extra: dict | None = None) -> dict[str, str]:
@@ -76,3 +82,58 @@ def save_result(
         remove_path(staging)
         raise
     return out_dir
+
+
+def merge_to_folder(
+    family: ModelFamily,
+    method: MergeMethod,
+    sparsifier: Sparsifier | None,
+    out_dir: str | Path,
+    *,
+    device: str | torch.device = "auto",
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+    overwrite: bool = False,
+    max_shard_bytes: int = 5 * 2**30,
+    dtype: torch.dtype | None = None,
+) -> tuple[Path, MergeResult]:
+    """Merge and write in one streaming pass: each merged tensor goes to the writer as soon as
+    it is made, so peak memory is one shard, not the whole model. EMR, whose task models need
+    every tensor's rescaler contributions first, is merged in memory and then written.
+
+    Returns the written folder and the (tensor-free) result with sparsity and provenance.
+    """
+    from tadrop.merge.emr import EMR
+
+    if isinstance(method, EMR):
+        from tadrop.merge.base import run_merge
+
+        result = run_merge(
+            family, method, sparsifier, device=device, progress=progress, cancel=cancel
+        )
+        return save_result(
+            result, out_dir, overwrite=overwrite, max_shard_bytes=max_shard_bytes, dtype=dtype
+        ), result
+    result = method.new_result(family, _prepare(method, sparsifier))
+
+    def tensors() -> Iterator[tuple[str, torch.Tensor]]:
+        for tensor, delta in iter_merged(
+            family, method, result, device=device, progress=progress, cancel=cancel
+        ):
+            target = dtype or family.base.dtype(tensor.name)
+            yield tensor.name, tensor.base.add_(delta).to("cpu", target)
+        merged = set(family.tensor_names)
+        for name in family.base.keys():
+            if name not in merged:
+                yield name, family.base.get(name)
+
+    path = write_checkpoint(
+        tensors(),
+        Path(out_dir),
+        aux_dir=family.base.aux_dir,
+        max_shard_bytes=max_shard_bytes,
+        metadata=_provenance(result),
+        input_paths=_input_paths(result),
+        overwrite=overwrite,
+    )
+    return path, result
