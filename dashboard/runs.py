@@ -1,0 +1,164 @@
+"""Merge runs kept in a session for comparison: one record per run, and the tables built from
+them. No streamlit: the Merge page passes a progress callback and stores the records."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from tadrop.diagnostics import merge_diagnostics
+from tadrop.evaluate import Evaluator, evaluate
+from tadrop.merge import MergeMethod, MergeResult, run_merge
+from tadrop.registry import METHODS, PRESETS, SPARSIFIERS, build_merge
+from tadrop.sparsify import Sparsifier
+from tadrop.task_vectors import ModelFamily
+
+Progress = Callable[[int, int, str], None]
+EvalProgress = Callable[[float, str], None]
+KEEP_MERGED_MODELS = 2  # newest runs whose merged tensors stay in memory for export
+
+
+@dataclass
+class RunRecord:
+    """One merge: what was asked, what came out, and (for the newest runs) the merged model."""
+
+    number: int
+    method: str
+    sparsifier: str
+    method_params: dict[str, Any]
+    sparsifier_params: dict[str, Any]
+    family_label: str
+    family_key: str
+    sparsity: dict[str, float]
+    seconds: float
+    result: MergeResult | None = None
+    results: pd.DataFrame | None = None  # tadrop.evaluate table
+    diagnostics: pd.DataFrame | None = None  # per task, tadrop.diagnostics
+    pair_diagnostics: pd.DataFrame | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """Short name shown in legends and tables, unique within a session."""
+        sparsifier = "" if self.sparsifier == "none" else f" + {self.sparsifier}"
+        settings = ""
+        if self.sparsifier == "tadrop":
+            settings = (
+                f" (a={self.sparsifier_params.get('a')}, b={self.sparsifier_params.get('b')})"
+            )
+        return f"#{self.number} {self.method}{sparsifier}{settings}"
+
+    @property
+    def mean_sparsity(self) -> float:
+        return sum(self.sparsity.values()) / max(len(self.sparsity), 1)
+
+
+def classes_for(method: str, sparsifier: str) -> tuple[type[MergeMethod], type[Sparsifier] | None]:
+    """The classes a (method, sparsifier) choice builds, presets resolved (for the inputs)."""
+    if method in PRESETS:
+        preset = PRESETS[method]
+        method = preset.method
+        if sparsifier in ("", "none"):
+            sparsifier = preset.sparsifier
+    return METHODS[method], SPARSIFIERS.get(sparsifier)
+
+
+def execute_merge(
+    family: ModelFamily,
+    *,
+    number: int,
+    method: str,
+    sparsifier: str,
+    method_params: dict[str, Any],
+    sparsifier_params: dict[str, Any],
+    family_label: str,
+    family_key: str,
+    device: str,
+    progress: Progress | None = None,
+) -> RunRecord:
+    """Build the method and sparsifier from the registry and merge the family."""
+    merge_method, sparsify = build_merge(method, sparsifier, method_params, sparsifier_params)
+    started = time.perf_counter()
+    result = run_merge(family, merge_method, sparsify, device=device, progress=progress)
+    return RunRecord(
+        number=number,
+        method=method,
+        sparsifier=_sparsifier_name(method, sparsifier, result),
+        method_params=merge_method.get_params(),
+        sparsifier_params={} if result.sparsifier is None else result.sparsifier.get_params(),
+        family_label=family_label,
+        family_key=family_key,
+        sparsity=result.sparsity(),
+        seconds=time.perf_counter() - started,
+        result=result,
+    )
+
+
+def _sparsifier_name(method: str, asked: str, result: MergeResult) -> str:
+    """The sparsifier that ran: the one asked for, a preset's, or the method's default."""
+    if result.sparsifier is not None:
+        return result.sparsifier.name
+    if method in PRESETS and asked in ("", "none"):
+        return PRESETS[method].sparsifier
+    return "none"
+
+
+def forget_old_models(records: list[RunRecord], keep: int = KEEP_MERGED_MODELS) -> None:
+    """Drop the merged tensors of all but the newest ``keep`` runs (their tables stay)."""
+    for record in records[:-keep] if keep else records:
+        record.result = None
+
+
+def results_table(records: Sequence[RunRecord]) -> pd.DataFrame:
+    """The evaluation tables of the runs, stacked, with a ``run`` column."""
+    tables = [
+        record.results.assign(run=record.label)
+        for record in records
+        if record.results is not None and not record.results.empty
+    ]
+    if not tables:
+        return pd.DataFrame(columns=["run", "task", "metric", "merged", "individual", "base"])
+    stacked = pd.concat(tables, ignore_index=True)
+    return stacked[["run", *[column for column in stacked.columns if column != "run"]]]
+
+
+def runs_overview(records: Sequence[RunRecord]) -> pd.DataFrame:
+    """One row per run: settings, sparsity, time, and the mean of each evaluation column."""
+    rows = []
+    for record in records:
+        row: dict[str, Any] = {
+            "run": record.label,
+            "family": record.family_label,
+            "method": record.method,
+            "sparsifier": record.sparsifier,
+            "sparsity": record.mean_sparsity,
+            "seconds": round(record.seconds, 2),
+        }
+        if record.results is not None and not record.results.empty:
+            for column in ("merged", "normalized"):
+                if column in record.results:
+                    row[f"mean {column}"] = record.results[column].mean()
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def evaluate_record(
+    record: RunRecord, evaluator: Evaluator, progress: EvalProgress | None = None
+) -> pd.DataFrame:
+    """The per-task evaluation table of a run (tadrop.evaluate: merged, individual, base,
+    normalized)."""
+    if record.result is None:
+        raise ValueError(f"Run {record.label} no longer holds its merged model; run it again.")
+    tasks = record.result.family.task_names  # the merged tasks, maybe a subset of the zoo's
+    return evaluate(record.result, evaluator, tasks, progress=progress)
+
+
+def diagnose_record(record: RunRecord) -> None:
+    """Fill the run's data-free diagnostics (per task and per pair of tasks)."""
+    if record.result is None:
+        raise ValueError(f"Run {record.label} no longer holds its merged model; run it again.")
+    record.diagnostics, record.pair_diagnostics = merge_diagnostics(record.result)

@@ -1,0 +1,49 @@
+"""Which model family a session works on, as a value that can be cached and reopened."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+from tadrop.task_vectors import ModelFamily, load_family
+
+
+@dataclass(frozen=True)
+class FamilySource:
+    """What the Models page chose: enough to reopen the family in any session."""
+
+    label: str
+    base: str
+    finetuned: tuple[str, ...]  # checkpoint paths, one per task
+    task_names: tuple[str, ...] = ()  # empty: tasks are named after their folders or files
+    include: str = ""
+    exclude: str = ""
+    keys: str = "strict"
+    demo_zoo: str = ""  # the demo zoo's name ("text") when the family is the demo
+    demo_size: str = ""  # "quick" or "full"
+    zoo_dir: str = ""  # the demo zoo's folder (its evaluation data lives there)
+
+    @property
+    def key(self) -> str:
+        """A stable text key for caches."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @property
+    def is_demo(self) -> bool:
+        return bool(self.demo_zoo)
+
+
+def open_family(source: FamilySource) -> ModelFamily:
+    """Open the checkpoints of a source (FamilyError/CheckpointError explain any mismatch)."""
+    finetuned = (
+        dict(zip(source.task_names, source.finetuned, strict=True))
+        if source.task_names
+        else list(source.finetuned)
+    )
+    return load_family(
+        source.base,
+        finetuned,
+        include=source.include or None,
+        exclude=source.exclude or None,
+        keys=source.keys,
+    )

@@ -1,0 +1,159 @@
+"""Session state and the dashboard's only ``st.cache_*`` wrappers.
+
+Shared by every browser session (``st.cache_resource``): opened checkpoint families, never
+modified after opening. Cached tables (``st.cache_data``, a copy per call): the statistics
+table, drop rates, histograms. Per session (``st.session_state``): the chosen family, the
+device, TADrop's (a, b, eps), and the merge runs, so two sessions never see each other's.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard import exports, paths
+from dashboard.demo import SharedEvaluator, demo_home, demo_source, open_demo_zoo
+from dashboard.sources import FamilySource, open_family
+from tadrop import stats as tadrop_stats
+from tadrop.task_vectors import ModelFamily, iter_task_vectors
+
+# Settings that live across pages. Widgets showing them use their own keys and copy their
+# value here (Streamlit forgets a widget's state when a page without it runs).
+DEFAULTS: dict[str, object] = {
+    "tadrop_a": 0.5,
+    "tadrop_b": 0.95,
+    "tadrop_eps": 1e-12,
+    "device": "auto",
+}
+
+
+def init_session() -> None:
+    """Fill the session's missing settings with their defaults."""
+    for key, value in DEFAULTS.items():
+        st.session_state.setdefault(key, value)
+    st.session_state.setdefault("runs", [])
+
+
+def data_roots() -> tuple[Path, ...]:
+    """The data roots of this server (command line after ``--``, environment, defaults)."""
+    return paths.data_roots(sys.argv[1:], default_roots=[demo_home()])
+
+
+def quantile_settings() -> tuple[float, float, float]:
+    """(a, b, eps) chosen in this session."""
+    return (
+        float(st.session_state.get("tadrop_a", DEFAULTS["tadrop_a"])),
+        float(st.session_state.get("tadrop_b", DEFAULTS["tadrop_b"])),
+        float(st.session_state.get("tadrop_eps", DEFAULTS["tadrop_eps"])),
+    )
+
+
+def store_quantile_settings(a: float, b: float, eps: float) -> None:
+    st.session_state["tadrop_a"], st.session_state["tadrop_b"] = float(a), float(b)
+    st.session_state["tadrop_eps"] = float(eps)
+
+
+def device() -> str:
+    return str(st.session_state.get("device", "auto"))
+
+
+def chosen_source() -> FamilySource | None:
+    """The family this session works on: the one picked on Models, else the demo if built."""
+    source = st.session_state.get("family_source")
+    if source is not None:
+        return source
+    return demo_source()
+
+
+def choose_source(source: FamilySource) -> None:
+    st.session_state["family_source"] = source
+
+
+@st.cache_resource(show_spinner="Opening checkpoints…", max_entries=4)
+def family(source: FamilySource) -> ModelFamily:
+    """The opened family (memory-mapped checkpoints), shared and never modified."""
+    return open_family(source)
+
+
+@st.cache_resource(show_spinner="Loading the demo zoo's test sets…", max_entries=2)
+def evaluator(source: FamilySource) -> SharedEvaluator:
+    """The demo zoo's evaluator (backbone module, heads, encoded test sets), built once."""
+    return SharedEvaluator(open_demo_zoo(source))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def full_statistics(source_key: str, device_name: str, _family: ModelFamily) -> pd.DataFrame:
+    """The statistics table with its quantile sketches: computed once per family and shared by
+    sessions, so callers must not modify it (``statistics`` gives a copy without sketches)."""
+    bar = st.progress(0.0, text="Computing task-vector statistics…")
+
+    def progress(done: int, total: int, name: str) -> None:
+        bar.progress(done / max(total, 1), text=f"Statistics {done}/{total}: {name}")
+
+    table = tadrop_stats.compute_stats(_family, device=device_name, progress=progress)
+    bar.empty()
+    return table
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def sketches(source_key: str, device_name: str, _family: ModelFamily) -> np.ndarray:
+    """(rows, SKETCH_POINTS) read-only matrix of the table's quantile sketches."""
+    matrix = tadrop_stats.sketch_matrix(full_statistics(source_key, device_name, _family))
+    matrix.flags.writeable = False
+    return matrix
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def statistics(source_key: str, device_name: str, _family: ModelFamily) -> pd.DataFrame:
+    """The statistics table without its sketches (row i <-> ``sketches(...)[i]``), a copy per
+    call; small enough that a rerun copies it in milliseconds."""
+    return full_statistics(source_key, device_name, _family).drop(columns=["sketch"])
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def drop_rates(
+    source_key: str, device_name: str, a: float, b: float, eps: float, _family: ModelFamily
+) -> pd.DataFrame:
+    """Identity columns of the statistics table with TADrop's d for (a, b, eps), computed from
+    the sketches alone (no tensor is read)."""
+    table = full_statistics(source_key, device_name, _family)
+    rates = table[["task", "tensor", "layer", "kind", "numel"]].copy()
+    matrix = sketches(source_key, device_name, _family)
+    rates["drop_rate"] = tadrop_stats.drop_rates_from_sketch(table, a, b, eps, sketches=matrix)
+    return rates
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def statistics_file(source_key: str, device_name: str, suffix: str, _family: ModelFamily) -> bytes:
+    """The statistics table as a .csv or .parquet (with sketches) file's bytes, for download."""
+    return exports.statistics_bytes(full_statistics(source_key, device_name, _family), suffix)
+
+
+@st.cache_data(show_spinner="Reading the tensor…", max_entries=32)
+def magnitude_histogram(
+    source_key: str, task: str, tensor: str, log: bool, device_name: str, _family: ModelFamily
+) -> pd.DataFrame:
+    """Histogram of |tau| of one task's tensor (reads that tensor once)."""
+    (tensor_vectors,) = iter_task_vectors(_family, device=device_name, names=[tensor])
+    index = _family.task_names.index(task)
+    return tadrop_stats.abs_histogram(tensor_vectors.task_vectors[index], log=log)
+
+
+@st.cache_data(show_spinner=False, ttl=30)
+def checkpoint_candidates(roots: tuple[Path, ...]) -> list[Path]:
+    """Checkpoints found under the data roots, for the pickers (looked up again every 30 s)."""
+    return paths.find_checkpoints(roots)
+
+
+def request_cancel() -> None:
+    """Cancel button callback: the click reruns the page, which stops the running merge."""
+    st.session_state["merge_cancelled"] = True
+
+
+def runs() -> list:
+    """This session's list of ``RunRecord`` (mutable, per session)."""
+    return st.session_state.setdefault("runs", [])

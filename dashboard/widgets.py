@@ -1,0 +1,141 @@
+"""Widget groups several pages share: the family guard, TADrop's quantile controls, error
+display, and inputs for a registry class's parameters."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import state
+from tadrop.merge.emr import SPARSIFY_MODES
+from tadrop.merge.ties import DIVISORS, ELECT_MODES, ZERO_SIGN_MODES
+from tadrop.registry import parameters_of
+from tadrop.sparsify.base import RESCALE_MODES, SCOPES
+from tadrop.task_vectors import ModelFamily
+
+MODELS_PAGE = "pages/models.py"
+EPS_CHOICES = (1e-12, 1e-9, 1e-6, 1e-4, 1e-3, 1e-2)
+
+# Text parameters with a fixed set of values, shown as a select box (the library's constants).
+PARAMETER_CHOICES: dict[str, tuple[str, ...]] = {
+    "rescale": RESCALE_MODES,
+    "scope": SCOPES,
+    "elect": ELECT_MODES,
+    "zero_sign": ZERO_SIGN_MODES,
+    "divisor": DIVISORS,
+    "sparsify": SPARSIFY_MODES,
+}
+
+# Library errors are ValueError subclasses (CheckpointError, FamilyError, PathRefused...);
+# OSError covers files that vanish or cannot be read. Both are shown, never a traceback.
+USER_ERRORS = (ValueError, OSError)
+
+
+def show_error(error: BaseException, *, what: str = "") -> None:
+    """The library's message as ``st.error``; the app keeps running."""
+    prefix = f"{what}: " if what else ""
+    st.error(f"{prefix}{error}", icon=":material/error:")
+
+
+def call_or_error(action: Callable[[], Any], *, what: str = "") -> Any | None:
+    """Run ``action``; on an error show it and return None, so the page goes on.
+
+    User errors show the library's message; anything else is a bug, shown with its traceback
+    folded away. (Streamlit's own stop/rerun signals are BaseExceptions and pass through.)
+    """
+    try:
+        return action()
+    except USER_ERRORS as error:
+        show_error(error, what=what)
+    except Exception as error:  # noqa: BLE001 - keep the app alive, show the bug
+        show_error(error, what=f"Unexpected {type(error).__name__} in {what or 'the library'}")
+        with st.expander("Traceback (please report it)"):
+            st.exception(error)
+    return None
+
+
+def require_family() -> tuple[state.FamilySource, ModelFamily]:
+    """The session's family, or a pointer to the Models page and the end of this page."""
+    source = state.chosen_source()
+    if source is None:
+        st.info("No model family is loaded yet: build the demo zoo or pick checkpoints.")
+        st.page_link(MODELS_PAGE, label="Go to Models", icon=":material/inventory_2:")
+        st.stop()
+    opened = call_or_error(lambda: state.family(source), what=f"Opening {source.label}")
+    if opened is None:
+        st.page_link(
+            MODELS_PAGE, label="Choose other checkpoints on Models", icon=":material/inventory_2:"
+        )
+        st.stop()
+    return source, opened
+
+
+def require_statistics(source: state.FamilySource, family: ModelFamily) -> pd.DataFrame:
+    """The family's statistics table (computed once, with a progress bar)."""
+    table = call_or_error(
+        lambda: state.statistics(source.key, state.device(), family), what="Statistics"
+    )
+    if table is None:
+        st.stop()
+    return table
+
+
+def quantile_controls(container: Any = st) -> tuple[float, float, float]:
+    """Sliders for TADrop's a and b and a choice of eps; returns valid (a, b, eps) or stops."""
+    left, middle, right = container.columns([2, 2, 1])
+    stored_a, stored_b, stored_eps = state.quantile_settings()
+    a = left.slider("a (lower quantile)", 0.01, 0.99, value=stored_a, step=0.01, key="slider_a")
+    b = middle.slider(
+        "b (upper quantile)", 0.50, 0.999, value=stored_b, step=0.001, key="slider_b", format="%.3f"
+    )
+    eps = right.select_slider(
+        "ε", options=EPS_CHOICES, value=stored_eps, key="slider_eps", format_func="{:.0e}".format
+    )
+    state.store_quantile_settings(a, b, eps)
+    if not a < b:
+        container.error(f"TADrop needs a < b; now a = {a:g} and b = {b:g}. Lower a or raise b.")
+        st.stop()
+    return float(a), float(b), float(eps)
+
+
+def parameter_inputs(
+    cls: type, *, key_prefix: str, defaults: dict[str, Any] | None = None, container: Any = st
+) -> dict[str, Any]:
+    """One input per constructor parameter of a merge method or sparsifier, defaults preset
+    (``defaults`` overrides the class's own, e.g. TADrop's a and b from the sliders)."""
+    values: dict[str, Any] = {}
+    signature = inspect.signature(cls.__init__).parameters
+    for name, default in {**parameters_of(cls), **(defaults or {})}.items():
+        if signature[name].kind in (
+            inspect.Parameter.VAR_POSITIONAL,
+            inspect.Parameter.VAR_KEYWORD,
+        ):
+            continue  # *args / **kwargs of a class without parameters of its own
+        key = f"{key_prefix}_{cls.__name__}_{name}"
+        label = name.replace("_", " ")
+        annotation = str(signature[name].annotation)
+        if name in PARAMETER_CHOICES:
+            options = list(PARAMETER_CHOICES[name])
+            index = options.index(default) if default in options else 0
+            values[name] = container.selectbox(label, options, index=index, key=key)
+        elif isinstance(default, bool) or annotation == "bool":
+            values[name] = container.checkbox(label, value=bool(default), key=key)
+        elif isinstance(default, int) or annotation == "int":
+            values[name] = int(
+                container.number_input(label, value=int(default or 0), step=1, key=key)
+            )
+        elif isinstance(default, float) or annotation == "float":
+            values[name] = float(
+                container.number_input(label, value=float(default or 0.0), format="%.6g", key=key)
+            )
+        elif default is None and "dict" in annotation:
+            continue  # per-task weights: not set from the dashboard (all tasks weigh 1)
+        else:
+            values[name] = container.text_input(
+                label, value="" if default is None else str(default), key=key
+            )
+    return values

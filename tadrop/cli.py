@@ -1,0 +1,254 @@
+"""The ``tadrop`` command: parse arguments, validate inputs, call one library function.
+
+Exit codes: 0 success, 2 bad usage or config (found before any work starts), 1 failure while
+working, 130 interrupted (Ctrl-C; writers are atomic, so nothing half-written is left).
+Messages go to stderr; ``--json`` prints one JSON object on stdout; ``--quiet`` prints nothing
+but errors. See docs/cli.md.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Fresh multi-megabyte allocations are slow on small VMs (PERF-NOTES); transparent huge pages
+# avoid most page faults. torch reads this once at import, so set it before torch is imported.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Sequence
+from typing import Any
+
+from tadrop.cli_output import (  # noqa: E402
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_RUNTIME,
+    EXIT_USAGE,
+    Console,
+    UsageError,
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors raise instead of exiting, so ``main`` decides the output."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message}\n{self.format_usage().strip()}")
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    common.add_argument(
+        "--json", action="store_true", help="print one JSON object on stdout (for scripts)"
+    )
+    return common
+
+
+def _family_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--include", help="merge/analyse only tensors whose name matches this regex"
+    )
+    parser.add_argument("--exclude", help="leave out tensors whose name matches this regex")
+    parser.add_argument(
+        "--keys",
+        choices=("strict", "common"),
+        default="strict",
+        help="strict: every checkpoint has the same tensors (default); common: use the shared ones",
+    )
+    parser.add_argument(
+        "--align-prefixes",
+        action="store_true",
+        help="match keys that differ by a prefix such as 'model.'",
+    )
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = _Parser(
+        prog="tadrop",
+        description="Task-vector analysis and model merging with TADrop sparsification.",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    stats = commands.add_parser(
+        "stats", parents=[common], help="per-tensor statistics of task vectors"
+    )
+    stats.add_argument("base", help="base (pre-trained) checkpoint: file or folder")
+    stats.add_argument(
+        "finetuned", nargs="+", help="fine-tuned checkpoints (task name = folder or file name)"
+    )
+    stats.add_argument(
+        "-o",
+        "--output",
+        default="stats.parquet",
+        help="table to write: .parquet (with sketches) or .csv (default stats.parquet)",
+    )
+    stats.add_argument("-a", type=float, default=0.5, help="TADrop lower quantile a (default 0.5)")
+    stats.add_argument(
+        "-b", type=float, default=0.95, help="TADrop upper quantile b (default 0.95)"
+    )
+    stats.add_argument("--eps", type=float, default=1e-12, help="TADrop epsilon (default 1e-12)")
+    stats.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    _family_options(stats)
+
+    merge = commands.add_parser(
+        "merge", parents=[common], help="run the merge a YAML config describes"
+    )
+    merge.add_argument("config", help="YAML run config (see sample_configs/ and docs/cli.md)")
+    merge.add_argument("-o", "--output", help="output folder (overrides output.path)")
+    merge.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate and print what would be done; read no tensor",
+    )
+    merge.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    merge.add_argument("--device", default=None, help="overrides the config's device")
+
+    evaluate = commands.add_parser(
+        "eval", parents=[common], help="quick evaluation of the merge a config describes"
+    )
+    evaluate.add_argument("config", help="YAML run config with an eval: block (or a demo: block)")
+    evaluate.add_argument("-o", "--output", help="CSV to write (overrides eval.csv)")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace an existing CSV")
+    evaluate.add_argument("--device", default=None, help="overrides the config's device")
+
+    demo = commands.add_parser("demo", help="the demo model zoo")
+    demo_commands = demo.add_subparsers(
+        dest="demo_command", metavar="DEMO_COMMAND", parser_class=_Parser, required=True
+    )
+    build = demo_commands.add_parser(
+        "build", parents=[common], help="fine-tune and store the demo zoo"
+    )
+    build.add_argument("--zoo", choices=("text", "image", "all"), default="text")
+    build.add_argument("--size", choices=("quick", "full"), default="quick")
+    build.add_argument("--home", help="zoo folder (default $TADROP_HOME)")
+    build.add_argument("--force", action="store_true", help="rebuild even if the zoo exists")
+
+    dashboard = commands.add_parser(
+        "dashboard", parents=[common], help="start the Streamlit dashboard"
+    )
+    dashboard.add_argument("--port", type=int, help="port to serve on (streamlit's default 8501)")
+    dashboard.add_argument(
+        "--data-root", action="append", help="folder the dashboard may read and write (repeatable)"
+    )
+
+    report = commands.add_parser(
+        "report", parents=[common], help="write the reproduction report from the demo zoo"
+    )
+    report.add_argument(
+        "--zoo",
+        choices=("text", "image"),
+        action="append",
+        help="zoo(s) to report on (default both)",
+    )
+    report.add_argument("--size", choices=("quick", "full"), default="quick")
+    report.add_argument(
+        "-o",
+        "--output",
+        default="docs/reproduction",
+        help="report folder (default docs/reproduction)",
+    )
+    report.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    report.add_argument("--device", default="auto")
+    return parser
+
+
+def command_stats(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    from pathlib import Path
+
+    from tadrop.cli_output import checking_inputs, format_table
+    from tadrop.stats import compute_stats, overall_sparsity, save_stats
+    from tadrop.task_vectors import load_family
+
+    output = Path(args.output).expanduser()
+    with checking_inputs():
+        if output.suffix not in (".parquet", ".csv"):
+            raise UsageError(f"-o {output}: use a .parquet or .csv file name.")
+        if output.exists() and not args.overwrite:
+            raise UsageError(f"{output} already exists; pass --overwrite to replace it.")
+        for path in [args.base, *args.finetuned]:
+            if not Path(path).expanduser().exists():
+                raise UsageError(f"{path}: no such file or folder.")
+        family = load_family(
+            args.base,
+            list(args.finetuned),
+            include=args.include,
+            exclude=args.exclude,
+            keys=args.keys,
+            align_prefixes=args.align_prefixes,
+        )
+        from tadrop.sparsify import check_quantiles
+
+        check_quantiles(args.a, args.b, args.eps)
+    with console.progress("stats") as progress:
+        table = compute_stats(
+            family, a=args.a, b=args.b, eps=args.eps, device=args.device, progress=progress
+        )
+    save_stats(table, output)
+    sparsity = overall_sparsity(table, table["drop_rate"]).to_dict()
+    rows = [{"task": task, "overall_drop_rate": rate} for task, rate in sparsity.items()]
+    text = f"wrote {output} ({len(table)} rows)\n" + format_table(
+        rows, ["task", "overall_drop_rate"]
+    )
+    console.result({"output": str(output), "rows": len(table), "overall_drop_rate": sparsity}, text)
+    return {"output": str(output)}
+
+
+def _dispatch(args: argparse.Namespace, console: Console) -> Any:
+    if args.command == "stats":
+        return command_stats(args, console)
+    if args.command == "merge":
+        from tadrop.cli_merge import command_merge
+
+        return command_merge(args, console)
+    if args.command == "eval":
+        from tadrop.cli_eval import command_eval
+
+        return command_eval(args, console)
+    if args.command == "demo":
+        from tadrop.cli_demo import command_demo_build
+
+        return command_demo_build(args, console)
+    if args.command == "dashboard":
+        from tadrop.cli_demo import command_dashboard
+
+        return command_dashboard(args, console)
+    if args.command == "report":
+        from tadrop.cli_demo import command_report
+
+        return command_report(args, console)
+    raise UsageError("no command given; run `tadrop --help` for the list.")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tadrop`` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    console = Console(quiet="-q" in argv or "--quiet" in argv, as_json="--json" in argv)
+    try:
+        args = build_parser().parse_args(argv)
+        if args.version:
+            from tadrop.io.writer import tadrop_version
+
+            print(tadrop_version())
+            return EXIT_OK
+        console = Console(quiet=getattr(args, "quiet", False), as_json=getattr(args, "json", False))
+        result = _dispatch(args, console)
+        return result if isinstance(result, int) else EXIT_OK
+    except UsageError as error:
+        console.error(str(error))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        console.error(
+            "interrupted; outputs are written atomically, so nothing half-written was left."
+        )
+        return EXIT_INTERRUPTED
+    except (ValueError, RuntimeError, OSError) as error:
+        console.error(str(error))
+        return EXIT_RUNTIME
+
+
+if __name__ == "__main__":
+    sys.exit(main())

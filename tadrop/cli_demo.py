@@ -1,0 +1,130 @@
+"""``tadrop demo build``, ``tadrop dashboard`` and ``tadrop report``, and the demo zoo as the
+model family of a config (``demo: {zoo: text, size: quick}``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tadrop.cli_output import Console, UsageError, checking_inputs
+from tadrop.config import DemoSource
+
+
+def _zoo_progress(console: Console):
+    def report(fraction: float, message: str) -> None:
+        console.info(f"  {fraction:4.0%} {message}")
+
+    return report
+
+
+def ensure_zoo(
+    zoo: str, size: str, console: Console, *, build: bool = True, home: Path | None = None
+):
+    """The demo zoo, built first if it is not on disk (``build=False``: ZooError instead)."""
+    from tadrop.zoo import ZooError, build_zoo, load_zoo
+
+    try:
+        return load_zoo(zoo, size, home)
+    except ZooError:
+        if not build:
+            raise
+    console.info(f"building the {size} {zoo} demo zoo (first use; later runs reuse it)...")
+    build_zoo(zoo, size, home, progress=_zoo_progress(console))
+    return load_zoo(zoo, size, home)
+
+
+def demo_family_paths(
+    demo: DemoSource, console: Console, *, build: bool = True
+) -> tuple[Path, dict[str, Path]]:
+    """(base folder, {task: folder}) of the demo zoo a config names, limited to ``demo.tasks``."""
+    loaded = ensure_zoo(demo.zoo, demo.size, console, build=build)
+    models = dict(loaded.task_dirs)
+    if demo.tasks:
+        unknown = sorted(set(demo.tasks) - set(models))
+        if unknown:
+            raise UsageError(
+                f"demo.tasks names unknown task(s) {unknown}; the {demo.zoo} zoo has {sorted(models)}."
+            )
+        models = {task: models[task] for task in demo.tasks}
+    return loaded.base_dir, models
+
+
+def command_demo_build(args, console: Console) -> dict[str, Any]:
+    from tadrop.zoo import build_zoo
+
+    zoos = ("text", "image") if args.zoo == "all" else (args.zoo,)
+    home = Path(args.home).expanduser().absolute() if args.home else None
+    built = {}
+    for zoo in zoos:
+        console.info(f"building the {args.size} {zoo} zoo...")
+        path = build_zoo(zoo, args.size, home, progress=_zoo_progress(console), force=args.force)
+        built[zoo] = str(path)
+    console.result({"zoos": built}, "\n".join(f"{zoo}: {path}" for zoo, path in built.items()))
+    return built
+
+
+def dashboard_command(
+    port: int | None, data_roots: list[str] | None
+) -> tuple[list[str], dict[str, str]]:
+    """The streamlit command line and environment that start the dashboard."""
+    import dashboard
+
+    app = Path(dashboard.__file__).resolve().parent / "app.py"
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    if port is not None:
+        command += ["--server.port", str(port)]
+    environ = dict(os.environ)
+    if data_roots:
+        environ["TADROP_DATA_ROOT"] = os.pathsep.join(
+            str(Path(root).expanduser().absolute()) for root in data_roots
+        )
+    return command, environ
+
+
+def command_dashboard(args, console: Console) -> int:
+    with checking_inputs():
+        for root in args.data_root or []:
+            if not Path(root).expanduser().is_dir():
+                raise UsageError(f"--data-root {root}: no such folder.")
+        command, environ = dashboard_command(args.port, args.data_root)
+    console.info("starting: " + " ".join(command))
+    return subprocess.call(command, env=environ)
+
+
+def command_report(args, console: Console) -> dict[str, Any]:
+    from tadrop.report import write_report
+
+    output = Path(args.output).expanduser().absolute()
+    with checking_inputs():
+        if (
+            output.exists()
+            and (not output.is_dir() or any(output.iterdir()))
+            and not args.overwrite
+        ):
+            raise UsageError(
+                f"{output} already exists and is not empty; pass --overwrite to replace it."
+            )
+    zoos = tuple(args.zoo or ("text", "image"))
+    path = write_report(
+        output,
+        zoos=zoos,
+        size=args.size,
+        device=args.device,
+        overwrite=args.overwrite,
+        log=console.info,
+    )
+    console.result({"report": str(path)}, f"wrote {path}")
+    return {"report": str(path)}

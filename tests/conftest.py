@@ -1,0 +1,31 @@
+"""Shared fixtures: the quick text zoo, built once per test session."""
+
+from __future__ import annotations
+
+import os
+
+# Fresh multi-megabyte allocations are slow on small VMs (see docs PERF-NOTES); transparent
+# huge pages make fine-tuning several times faster. torch reads this once, at import.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def quick_text_zoo(tmp_path_factory: pytest.TempPathFactory):
+    """The quick text zoo: reused from $TADROP_HOME when built there, else built in a temp home."""
+    from tadrop.zoo import CorruptZooError, build_zoo, load_zoo
+
+    if os.environ.get("TADROP_HOME"):
+        try:
+            zoo = load_zoo("text", "quick")
+        except CorruptZooError:
+            pass
+        else:
+            from tadrop.zoo.recipes import recipe_for
+
+            if zoo.manifest["recipe"] == recipe_for("text", "quick").to_json():
+                return zoo
+    home = tmp_path_factory.mktemp("tadrop_home")
+    build_zoo("text", "quick", home=home)
+    return load_zoo("text", "quick", home=home)

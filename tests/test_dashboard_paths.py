@@ -1,0 +1,133 @@
+"""The dashboard's data root: which user paths it reads and writes, and uploads."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+
+import pytest
+
+from dashboard import paths, uploads
+from dashboard.paths import PathRefused
+
+
+@pytest.fixture
+def root(tmp_path):
+    folder = tmp_path / "root"
+    (folder / "models" / "base").mkdir(parents=True)
+    (folder / "models" / "base" / "model.safetensors").write_bytes(b"x")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.safetensors").write_bytes(b"x")
+    return folder.resolve()
+
+
+def test_roots_come_from_the_flag_then_the_environment_then_the_defaults(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    flag = paths.data_roots(["--data-root", str(first), "--data-root", str(second)], {})
+    assert flag == (first.resolve(), second.resolve())
+    environment = {paths.ENV_DATA_ROOT: f"{first}{os.pathsep}{second}"}
+    assert paths.data_roots([], environment) == (first.resolve(), second.resolve())
+    assert paths.data_roots(["--data-root", str(first)], environment) == (first.resolve(),)
+    defaults = paths.data_roots([], {}, default_roots=[second])
+    assert defaults == (paths.Path.cwd().resolve(), second.resolve())
+
+
+def test_relative_and_absolute_paths_inside_the_root_are_accepted(root):
+    assert paths.resolve_user_path("models/base", [root]) == root / "models" / "base"
+    assert paths.resolve_user_path(str(root / "models"), [root]) == root / "models"
+    assert paths.resolve_user_path(str(root), [root]) == root
+
+
+@pytest.mark.parametrize("text", ["../outside/secret.safetensors", "models/../../outside", ".."])
+def test_dot_dot_is_refused(root, text):
+    with pytest.raises(PathRefused, match=r"'\.\.'"):
+        paths.resolve_user_path(text, [root])
+
+
+def test_a_path_outside_every_root_is_refused(root):
+    outside = root.parent / "outside" / "secret.safetensors"
+    with pytest.raises(PathRefused, match="outside the data root"):
+        paths.resolve_user_path(str(outside), [root])
+    with pytest.raises(PathRefused, match="outside the data root"):
+        paths.resolve_user_path("/etc/passwd", [root])
+
+
+def test_a_symlink_leading_out_of_the_root_is_refused_and_one_inside_is_followed(root):
+    (root / "escape").symlink_to(root.parent / "outside")
+    with pytest.raises(PathRefused, match="symlink"):
+        paths.resolve_user_path("escape/secret.safetensors", [root])
+    (root / "alias").symlink_to(root / "models")
+    assert paths.resolve_user_path("alias/base", [root]) == root / "models" / "base"
+
+
+def test_empty_and_nul_paths_are_refused(root):
+    for text in ["", "   ", "models\x00/base"]:
+        with pytest.raises(PathRefused):
+            paths.resolve_user_path(text, [root])
+
+
+def test_output_path_must_be_inside_a_root_not_the_root_itself(root):
+    assert paths.output_path("merged/run1", [root]) == root / "merged" / "run1"
+    with pytest.raises(PathRefused, match="data root itself"):
+        paths.output_path(".", [root])
+
+
+def test_safe_file_names_keep_letters_digits_and_dots():
+    assert (
+        paths.safe_file_name("../../etc/x y.safetensors", suffix=".safetensors")
+        == "x_y.safetensors"
+    )
+    assert paths.safe_file_name("#2 emr + tadrop", suffix="") == "2_emr_tadrop"
+    assert paths.safe_file_name("...", suffix=".safetensors") == "upload.safetensors"
+
+
+def test_find_checkpoints_lists_hf_folders_once_and_loose_files(root):
+    shards = root / "models" / "sharded"
+    shards.mkdir()
+    for name in ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]:
+        (shards / name).write_bytes(b"x")
+    (shards / "model.safetensors.index.json").write_text("{}")
+    (root / "loose.pt").write_bytes(b"x")
+    (root / ".hidden").mkdir()
+    (root / ".hidden" / "x.safetensors").write_bytes(b"x")
+    (root / "escape").symlink_to(root.parent / "outside")
+    found = paths.find_checkpoints([root])
+    assert set(found) == {root / "models" / "base", shards, root / "loose.pt"}
+    assert paths.display_path(shards, [root]) == "models/sharded"
+
+
+def safetensors_bytes(header: dict) -> bytes:
+    encoded = json.dumps(header).encode()
+    return struct.pack("<Q", len(encoded)) + encoded
+
+
+def test_an_upload_is_written_under_its_safe_name(tmp_path):
+    data = safetensors_bytes({"__metadata__": {}})
+    saved = uploads.save_upload("my model.safetensors", data, tmp_path / "up", limit_bytes=1000)
+    assert saved == tmp_path / "up" / "my_model.safetensors"
+    assert saved.read_bytes() == data
+    assert [path.name for path in (tmp_path / "up").iterdir()] == ["my_model.safetensors"]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("model.bin", safetensors_bytes({}), "only .safetensors"),
+        ("model.safetensors", safetensors_bytes({}) + b"x" * 100, "over the upload limit"),
+        ("model.safetensors", b"\x80\x03}q\x00.", "too short"),
+        ("model.safetensors", struct.pack("<Q", 10**9) + b"{}", "header length"),
+        ("model.safetensors", struct.pack("<Q", 4) + b"nope", "not a safetensors file"),
+        ("model.safetensors", struct.pack("<Q", 2) + b"[]", "not a JSON object"),
+    ],
+)
+def test_uploads_that_are_not_small_safetensors_files_are_refused(tmp_path, name, data, message):
+    with pytest.raises(PathRefused, match=message):
+        uploads.save_upload(name, data, tmp_path, limit_bytes=64)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_upload_limit_from_the_environment():
+    assert paths.upload_limit_bytes({paths.ENV_UPLOAD_LIMIT_MB: "3"}) == 3 * 2**20
+    with pytest.raises(PathRefused, match="whole number"):
+        paths.upload_limit_bytes({paths.ENV_UPLOAD_LIMIT_MB: "lots"})

