@@ -98,6 +98,8 @@ def run_config(
         if getattr(source, key):
             config[key] = getattr(source, key)
     config["keys"] = source.keys
+    if source.align_prefixes:
+        config["align_prefixes"] = True
     config["output"] = {"path": str(output)}
     if record.results is not None:
         config["eval"] = {}

@@ -19,6 +19,7 @@ class FamilySource:
     include: str = ""
     exclude: str = ""
     keys: str = "strict"
+    align_prefixes: bool = False  # match keys that differ by a prefix such as "model."
     demo_zoo: str = ""  # the demo zoo's name ("text") when the family is the demo
     demo_size: str = ""  # "quick" or "full"
     zoo_dir: str = ""  # the demo zoo's folder (its evaluation data lives there)
@@ -46,4 +47,5 @@ def open_family(source: FamilySource) -> ModelFamily:
         include=source.include or None,
         exclude=source.exclude or None,
         keys=source.keys,
+        align_prefixes=source.align_prefixes,
     )

@@ -1,9 +1,11 @@
 """Session state and the dashboard's only ``st.cache_*`` wrappers.
 
-Shared by every browser session (``st.cache_resource``): opened checkpoint families, never
-modified after opening. Cached tables (``st.cache_data``, a copy per call): the statistics
-table, drop rates, histograms. Per session (``st.session_state``): the chosen family, the
-device, TADrop's (a, b, eps), and the merge runs, so two sessions never see each other's.
+Shared by every browser session (``st.cache_resource``, never modified once made): opened
+checkpoint families, the statistics table with its quantile sketches (and the sketches as one
+read-only matrix), the demo zoo's evaluator. A copy per call (``st.cache_data``): the
+statistics table without sketches, drop rates, histograms, download bytes, checkpoint lists.
+Per session (``st.session_state``): the chosen family, the device, TADrop's (a, b, eps), the
+merge runs and sweeps, so two sessions never see each other's.
 """
 
 from __future__ import annotations

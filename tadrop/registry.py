@@ -54,11 +54,14 @@ def _lookup(kind: str, name: str, table: dict[str, Any]) -> Any:
 
 def parameters_of(cls: type) -> dict[str, Any]:
     """Constructor parameters and their defaults (what a UI or config may set)."""
+    if cls.__init__ is object.__init__:
+        return {}
     signature = inspect.signature(cls.__init__)
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
     return {
         name: (None if parameter.default is inspect.Parameter.empty else parameter.default)
         for name, parameter in signature.parameters.items()
-        if name != "self"
+        if name != "self" and parameter.kind not in variadic
     }
 
 

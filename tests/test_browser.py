@@ -185,6 +185,7 @@ def test_slider_merge_and_export_in_a_real_browser(browser, dashboard_url):
 
     open_page(page, "Learn", "Learn: task vectors and TADrop")
     page.get_by_text("What the pages show").wait_for()
+    page.locator(".katex").nth(1).wait_for()  # both formulas typeset
     screenshot(page, "learn")
 
 

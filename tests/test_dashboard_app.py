@@ -109,6 +109,22 @@ def test_a_mismatched_family_is_a_readable_message(family_source, data_root):
     assert "does not match the base" in error and "missing" in error
 
 
+def test_prefixed_keys_load_only_when_asked_to_align_them(data_root):
+    for folder, prefix, scale in (("base", "", 0.0), ("task", "model.", 1.0)):
+        (data_root / folder).mkdir()
+        tensors = {f"{prefix}encoder.layer.0.mlp.fc1.weight": torch.full((4, 4), scale)}
+        save_file(tensors, str(data_root / folder / "model.safetensors"))
+    app = open_app()
+    app.radio(key="models_choice").set_value("My checkpoints").run()
+    app.text_area(key="models_typed").set_value("base\ntask")
+    app.button[-1].click().run()
+    assert any("prefix 'model.'" in text for text in messages(app, "error"))
+    app.checkbox(key="models_align").check()
+    app.button[-1].click().run()
+    assert not messages(app, "error") and not app.exception
+    assert {metric.label: metric.value for metric in app.metric}["Tensors merged"] == "1"
+
+
 def test_uploads_keep_safetensors_under_the_data_root_and_refuse_the_rest(data_root, tmp_path):
     good = tmp_path / "good.safetensors"
     save_file({"weight": torch.ones(2)}, str(good))

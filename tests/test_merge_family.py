@@ -220,3 +220,11 @@ def test_cancelled_streaming_save_leaves_nothing(family, tmp_path):
             progress=lambda d, t, n: cancel.set(),
         )
     assert sorted(tmp_path.iterdir()) == before
+
+
+def test_averaging_takes_no_parameters():
+    from tadrop.registry import METHODS, parameters_of
+
+    assert parameters_of(METHODS["averaging"]) == {}
+    with pytest.raises(ValueError, match="no parameter"):
+        build_merge("averaging", method_params={"args": 1})

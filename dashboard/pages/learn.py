@@ -22,7 +22,7 @@ st.markdown(
 st.latex(r"\tau_k = \theta_k - \theta_{\mathrm{pre}}")
 st.markdown(
     f"""
-This family ({source.label}) has **{len(tasks)} tasks** ({", ".join(tasks)}), so {len(tasks)}
+The loaded family, {source.label}, has **{len(tasks)} tasks** ({", ".join(tasks)}), so {len(tasks)}
 task vectors of **{family.total_params:,} numbers** each, spread over
 **{len(family.tensor_names)} tensors**. Merging adds (some combination of) the task vectors to
 θ_pre to get one model for every task; the vectors interfere where they disagree.

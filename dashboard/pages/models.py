@@ -86,6 +86,9 @@ def own_section() -> None:
             key="models_keys",
             help="common: merge only tensors every checkpoint has, list the rest as skipped",
         )
+        align_prefixes = st.checkbox(
+            "Match keys that differ by a prefix such as `model.`", key="models_align"
+        )
         submitted = st.form_submit_button("Load", type="primary")
     if not submitted:
         return
@@ -106,6 +109,7 @@ def own_section() -> None:
         include=include,
         exclude=exclude,
         keys=keys,
+        align_prefixes=align_prefixes,
     )
     if widgets.call_or_error(lambda: state.family(source), what="Loading") is not None:
         state.choose_source(source)
