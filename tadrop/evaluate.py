@@ -187,7 +187,7 @@ class HFSequenceClassificationEvaluator:
                 )
             labels = labels.astype(str).map(label2id)
         texts = table[self.text_column].astype(str).tolist()
-        return texts, torch.as_tensor(labels.to_numpy(), dtype=torch.int64)
+        return texts, torch.tensor(labels.to_numpy(dtype="int64"), dtype=torch.int64)
 
     @staticmethod
     def _with_backbone(model: Any, state_dict: StateDict, task: str) -> dict[str, torch.Tensor]:

@@ -14,18 +14,10 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def quick_text_zoo(tmp_path_factory: pytest.TempPathFactory):
     """The quick text zoo: reused from $TADROP_HOME when built there, else built in a temp home."""
-    from tadrop.zoo import CorruptZooError, build_zoo, load_zoo
+    from tadrop.zoo import build_zoo, is_built, load_zoo
 
-    if os.environ.get("TADROP_HOME"):
-        try:
-            zoo = load_zoo("text", "quick")
-        except CorruptZooError:
-            pass
-        else:
-            from tadrop.zoo.recipes import recipe_for
-
-            if zoo.manifest["recipe"] == recipe_for("text", "quick").to_json():
-                return zoo
+    if os.environ.get("TADROP_HOME") and is_built("text", "quick"):
+        return load_zoo("text", "quick")
     home = tmp_path_factory.mktemp("tadrop_home")
     build_zoo("text", "quick", home=home)
     return load_zoo("text", "quick", home=home)

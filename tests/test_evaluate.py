@@ -18,6 +18,7 @@ from tadrop.evaluate import (
     evaluate,
 )
 from tadrop.io import open_checkpoint
+from tadrop.zoo.backbone_text import TextBackbone
 
 
 def _state_dict(folder) -> dict[str, torch.Tensor]:
@@ -30,6 +31,7 @@ def zoo_evaluator(quick_text_zoo) -> ZooEvaluator:
     return ZooEvaluator(quick_text_zoo)
 
 
+@pytest.mark.slow  # reads the quick demo zoo (built once per session by conftest)
 def test_each_finetuned_model_scores_exactly_what_the_manifest_recorded(
     quick_text_zoo, zoo_evaluator
 ):
@@ -43,6 +45,7 @@ def test_each_finetuned_model_scores_exactly_what_the_manifest_recorded(
     assert isinstance(zoo_evaluator, Evaluator)
 
 
+@pytest.mark.slow  # reads the quick demo zoo (built once per session by conftest)
 def test_task_arithmetic_merge_scores_between_chance_and_the_individual_models(
     quick_text_zoo, zoo_evaluator
 ):
@@ -62,6 +65,7 @@ def test_task_arithmetic_merge_scores_between_chance_and_the_individual_models(
     assert table["merged"].mean() < table["individual"].mean()
 
 
+@pytest.mark.slow  # reads the quick demo zoo (built once per session by conftest)
 def test_zoo_evaluator_rejects_state_dicts_of_another_model(quick_text_zoo, zoo_evaluator):
     base = _state_dict(quick_text_zoo.base_dir)
     task = quick_text_zoo.tasks[0]
@@ -87,7 +91,7 @@ def test_evaluate_without_reference_scores_leaves_them_empty():
 
 
 @pytest.fixture(scope="module")
-def tiny_classifier(tmp_path_factory, quick_text_zoo):
+def tiny_classifier(tmp_path_factory):
     """A 2-layer BERT sequence classifier with the zoo's tokenizer, and a CSV of labelled texts."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
@@ -105,7 +109,7 @@ def tiny_classifier(tmp_path_factory, quick_text_zoo):
     )
     model = BertForSequenceClassification(config).eval()
     model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(str(quick_text_zoo.base_dir)).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(str(TextBackbone.pretrained_dir())).save_pretrained(folder)
     texts = [f"example number {i} with some words" for i in range(40)]
     labels = ["neg", "pos"] * 20
     data_file = folder / "eval.csv"

@@ -6,7 +6,7 @@ Build with `build_zoo("text", "quick")` or `python3 -m tadrop.zoo build --zoo te
 open with `load_zoo(...)`. docs/zoo.md lists the tasks, accuracies and licences.
 """
 
-from tadrop.zoo.build import build_zoo
+from tadrop.zoo.build import build_zoo, is_built
 from tadrop.zoo.errors import CorruptZooError, MissingSourceError, UnsafePickleError, ZooError
 from tadrop.zoo.load import Zoo, load_zoo, tadrop_home, zoo_path
 from tadrop.zoo.recipes import RECIPES, SIZES, ZOOS, Recipe
@@ -22,6 +22,7 @@ __all__ = [
     "Zoo",
     "ZooError",
     "build_zoo",
+    "is_built",
     "load_zoo",
     "tadrop_home",
     "zoo_path",

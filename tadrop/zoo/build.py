@@ -16,7 +16,6 @@ no half-written file under a final name; the next build keeps the finished tasks
 from __future__ import annotations
 
 import contextlib
-import copy
 import fcntl
 import json
 import logging
@@ -32,25 +31,21 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from tadrop.io import save_state_dict
-from tadrop.io.atomic import remove_path, replace_dir, temp_sibling
+from tadrop.io.atomic import remove_path
 from tadrop.zoo.backbones import Backbone
-from tadrop.zoo.datasets import LabelledData, balanced_split
 from tadrop.zoo.errors import CorruptZooError
-from tadrop.zoo.eval_sets import eval_file_name, write_eval_set
 from tadrop.zoo.load import open_zoo_folder, zoo_path
 from tadrop.zoo.manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
     TASK_RECORD_NAME,
     file_problems,
-    file_record,
     file_records,
     write_json,
 )
 from tadrop.zoo.recipes import Recipe, TaskSpec, recipe_for
 from tadrop.zoo.sources import source_versions
-from tadrop.zoo.training import accuracy, extract_features, finetune, fit_linear_probe, predict
+from tadrop.zoo.task_build import commit_task, files_under, train_task, write_task_files
 
 BUILD_THREADS = 2
 ProgressCallback = Callable[[float, str], None]
@@ -91,12 +86,25 @@ def build_zoo(
     return root
 
 
+def is_built(
+    zoo: str = "text",
+    size: str = "quick",
+    home: str | os.PathLike | None = None,
+    *,
+    verify_hashes: bool = False,
+) -> bool:
+    """True when the zoo is complete, intact and built with this tadrop's recipe."""
+    return _is_current(zoo_path(zoo, size, home), recipe_for(zoo, size), verify_hashes)
+
+
 def _is_current(root: Path, recipe: Recipe, verify_hashes: bool) -> bool:
     try:
         zoo = open_zoo_folder(root, verify_hashes=verify_hashes)
     except CorruptZooError:
         return False
-    return zoo.manifest.get("recipe") == recipe.to_json()
+    revisions = {task: record.get("revision") for task, record in zoo.manifest["tasks"].items()}
+    wanted = {spec.name: spec.revision for spec in recipe.task_specs()}
+    return zoo.manifest.get("recipe") == recipe.to_json() and revisions == wanted
 
 
 @contextlib.contextmanager
@@ -174,15 +182,13 @@ class _ZooBuild:
             record = json.loads((self.root / "data" / task / TASK_RECORD_NAME).read_text())
         except (OSError, ValueError):
             return None
-        if record.get("recipe") != self.task_recipe:
+        spec = next(spec for spec in self.specs if spec.name == task)
+        if record.get("recipe") != self.task_recipe or record.get("revision") != spec.revision:
             return None
         if file_problems(self.root, record.get("files", {}), hashes=self.verify_hashes):
             return None
         log.info("%s: already built, kept", task)
         return record
-
-    def _task_progress(self, index: int, within: float, message: str) -> None:
-        self.report((index + within) / len(self.specs), message)
 
     def _build_task(
         self,
@@ -193,109 +199,40 @@ class _ZooBuild:
         base_state: dict[str, torch.Tensor],
     ) -> dict[str, Any]:
         started = time.perf_counter()
-        recipe, name = self.recipe, spec.name
-        seed = task_seed(recipe.seed, name)
-        self._task_progress(index, 0.0, f"{name}: reading data")
-        train, test = balanced_split(spec.read(), recipe.n_train, recipe.n_test, seed)
-        train_encoded, test_encoded = backbone.encode(train), backbone.encode(test)
-        n_classes = len(train.label_names)
+        seed = task_seed(self.recipe.seed, spec.name)
 
-        self._task_progress(index, 0.05, f"{name}: linear probe on base features")
-        module.load_state_dict(base_state)
-        train_features = extract_features(backbone, module, train_encoded)
-        probe = fit_linear_probe(train_features, train_encoded.labels, n_classes, seed=seed)
-        with torch.inference_mode():
-            test_logits = probe(extract_features(backbone, module, test_encoded))
-        base_accuracy = accuracy(test_logits.argmax(dim=1), test_encoded.labels)
+        def report(within: float, message: str) -> None:
+            self.report((index + within) / len(self.specs), f"{spec.name}: {message}")
 
-        head = copy.deepcopy(probe)  # LP-FT: the fine-tuned head starts at the probe
-        with tqdm(desc=f"  {name}", unit="step", leave=False) as bar:
-
-            def on_step(step: int, total: int, loss: float) -> None:
-                bar.total = total
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.3f}")
-                fraction = 0.15 + 0.8 * step / total
-                self._task_progress(index, fraction, f"{name}: fine-tuning step {step}/{total}")
-
-            losses = finetune(
-                backbone, module, head, train_encoded, recipe.finetune, seed=seed, on_step=on_step
-            )
-        finetuned_accuracy = accuracy(
-            predict(backbone, module, head, test_encoded), test_encoded.labels
-        )
-
-        self._task_progress(index, 0.97, f"{name}: writing")
+        trained = train_task(spec, self.recipe, backbone, module, base_state, seed, report)
+        report(0.97, "writing")
         record = {
-            "task": name,
+            "task": spec.name,
             "source": spec.source,
-            "label_names": list(train.label_names),
-            "n_train": len(train),
-            "n_test": len(test),
-            "train_class_counts": train.class_counts(),
-            "test_class_counts": test.class_counts(),
+            "revision": spec.revision,
+            "label_names": list(trained.train.label_names),
+            "n_train": len(trained.train),
+            "n_test": len(trained.test),
+            "train_class_counts": trained.train.class_counts(),
+            "test_class_counts": trained.test.class_counts(),
             "seed": seed,
-            "accuracy": {"finetuned": finetuned_accuracy, "base": base_accuracy},
+            "accuracy": {"finetuned": trained.finetuned_accuracy, "base": trained.base_accuracy},
             "base_method": "linear probe on frozen base features",
-            "train_loss": {"first": losses[0], "last": float(np.mean(losses[-10:]))},
-            "build_seconds": 0.0,
+            "train_loss": {
+                "first": trained.losses[0],
+                "last": float(np.mean(trained.losses[-10:])),
+            },
             "recipe": self.task_recipe,
         }
-        record.update(self._write_task(spec, backbone, module, head, probe, test, record))
+        zoo_name = f"{self.recipe.zoo}-{self.recipe.size}"
+        record.update(write_task_files(self.root, spec.name, zoo_name, backbone, module, trained))
         record["build_seconds"] = round(time.perf_counter() - started, 2)
-        self._commit_task(name, test, record)
+        commit_task(self.root, spec.name, trained.test, record)
         log.info(
             "%s: base %.3f, fine-tuned %.3f (%.1f s)",
-            name, base_accuracy, finetuned_accuracy, record["build_seconds"],
+            spec.name, trained.base_accuracy, trained.finetuned_accuracy, record["build_seconds"],
         )  # fmt: skip
         return record
-
-    def _write_task(
-        self,
-        spec: TaskSpec,
-        backbone: Backbone,
-        module: torch.nn.Module,
-        head: torch.nn.Linear,
-        probe: torch.nn.Linear,
-        test: LabelledData,
-        record: dict[str, Any],
-    ) -> dict[str, Any]:
-        """Write the fine-tuned backbone and the heads; return where they are."""
-        name = spec.name
-        metadata = {"tadrop_zoo": f"{self.recipe.zoo}-{self.recipe.size}", "task": name}
-        model_dir = backbone.save(module, self.root / "tasks" / name, metadata)
-        heads = {
-            "weight": head.weight, "bias": head.bias,
-            "base_probe.weight": probe.weight, "base_probe.bias": probe.bias,
-        }  # fmt: skip
-        head_file = save_state_dict(
-            {key: tensor.detach().clone().contiguous() for key, tensor in heads.items()},
-            self.root / "heads" / f"{name}.safetensors",
-            metadata={**metadata, "label_names": record["label_names"]},
-        )
-        eval_file = self.root / "data" / name / eval_file_name(test)
-        return {
-            "model_dir": model_dir.relative_to(self.root).as_posix(),
-            "head_file": head_file.relative_to(self.root).as_posix(),
-            "eval_file": eval_file.relative_to(self.root).as_posix(),
-            "files": file_records(self.root, [*_files_under(model_dir), head_file]),
-        }
-
-    def _commit_task(self, name: str, test: LabelledData, record: dict[str, Any]) -> None:
-        """Write data/<task>/ (test set + task.json) under a temporary name, then rename it."""
-        data_dir = self.root / "data" / name
-        data_dir.parent.mkdir(parents=True, exist_ok=True)
-        temp_dir = temp_sibling(data_dir, "tadrop-tmp")
-        temp_dir.mkdir()
-        try:
-            eval_path = temp_dir / eval_file_name(test)
-            write_eval_set(eval_path, test)
-            record["files"][record["eval_file"]] = file_record(eval_path)
-            (temp_dir / TASK_RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
-            replace_dir(temp_dir, data_dir, overwrite=True)
-        except BaseException:
-            shutil.rmtree(temp_dir, ignore_errors=True)
-            raise
 
     def _write_manifest(
         self, base_dir: Path, records: dict[str, dict[str, Any]], seconds: float
@@ -314,14 +251,10 @@ class _ZooBuild:
                 "this_run": round(seconds, 2),
                 "tasks_total": round(sum(r["build_seconds"] for r in records.values()), 2),
             },
-            "base": {"dir": "base", "files": file_records(self.root, _files_under(base_dir))},
+            "base": {"dir": "base", "files": file_records(self.root, files_under(base_dir))},
             "tasks": records,
         }
         write_json(self.root / MANIFEST_NAME, manifest)
-
-
-def _files_under(folder: Path) -> list[Path]:
-    return [path for path in folder.rglob("*") if path.is_file()]
 
 
 def _backbone_summary(base_dir: Path) -> dict[str, Any]:

