@@ -228,3 +228,34 @@ def test_averaging_takes_no_parameters():
     assert parameters_of(METHODS["averaging"]) == {}
     with pytest.raises(ValueError, match="no parameter"):
         build_merge("averaging", method_params={"args": 1})
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+@pytest.mark.parametrize("method_name", ["task_arithmetic", "emr"])
+def test_output_dtype_converts_every_float_tensor_not_only_merged_ones(
+    tmp_path, streaming, method_name
+):
+    from tadrop.merge.save import merge_to_folder
+
+    base_dir, task_dirs = write_family(tmp_path / "family")
+    # The query weights are excluded: they stay at the base, but must still be written in bf16.
+    family = load_family(base_dir, task_dirs, exclude=r"query\.weight")
+    method, sparsifier = build_merge(method_name, "tadrop")
+    out = tmp_path / "out"
+    if streaming:
+        path, _ = merge_to_folder(
+            family, method, sparsifier, out, device="cpu", dtype=torch.bfloat16
+        )
+    else:
+        path = run_merge(family, method, sparsifier, device="cpu").save(out, dtype=torch.bfloat16)
+    folder = path / family.task_names[0] if method_name == "emr" else path
+    saved = load_file(str(folder / "model.safetensors"))
+    base = load_file(str(base_dir / "model.safetensors"))
+    assert saved.keys() == base.keys()
+    for name, tensor in saved.items():
+        if base[name].is_floating_point():
+            assert tensor.dtype == torch.bfloat16, name
+        else:  # integer buffers keep their dtype and values
+            assert tensor.dtype == base[name].dtype and torch.equal(tensor, base[name]), name
+    excluded = "encoder.layer.0.attention.self.query.weight"
+    torch.testing.assert_close(saved[excluded], base[excluded].to(torch.bfloat16))

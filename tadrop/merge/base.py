@@ -96,14 +96,15 @@ class MergeResult:
     def model_for(
         self, task: str | None = None, *, dtype: torch.dtype | None = None
     ) -> dict[str, torch.Tensor]:
-        """Full state dict (base keys) of the model to use for ``task``, in the base's dtypes."""
+        """Full state dict (base keys) of the model to use for ``task``: in the base's dtypes, or
+        every floating-point tensor in ``dtype`` (integer buffers always keep theirs)."""
         state = {}
         for name in self.family.base.keys():
             if self.is_merged(name):
                 target = dtype or self.family.base.dtype(name)
                 state[name] = self.merged_tensor(task or "", name).to(target)
             else:
-                state[name] = self.family.base.get(name)
+                state[name] = output_tensor(self.family.base.get(name), dtype)
         return state
 
     def describe(self) -> dict[str, object]:
@@ -120,6 +121,13 @@ class MergeResult:
         from tadrop.merge.save import save_result
 
         return save_result(self, out_dir, **write_options)
+
+
+def output_tensor(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """``tensor`` as written to an output checkpoint: floats in ``dtype`` when one is given."""
+    if dtype is None or not tensor.is_floating_point():
+        return tensor
+    return tensor.to(dtype)
 
 
 def sparsify_tensor(

@@ -12,7 +12,15 @@ import torch
 from tadrop.io import write_checkpoint
 from tadrop.io.atomic import exists_error, remove_path, replace_dir, temp_sibling
 from tadrop.io.writer import check_not_over_inputs
-from tadrop.merge.base import Cancel, MergeMethod, MergeResult, Progress, _prepare, iter_merged
+from tadrop.merge.base import (
+    Cancel,
+    MergeMethod,
+    MergeResult,
+    Progress,
+    _prepare,
+    iter_merged,
+    output_tensor,
+)
 from tadrop.sparsify.base import Sparsifier
 
 if TYPE_CHECKING:
@@ -125,7 +133,7 @@ def merge_to_folder(
         merged = set(family.tensor_names)
         for name in family.base.keys():
             if name not in merged:
-                yield name, family.base.get(name)
+                yield name, output_tensor(family.base.get(name), dtype)
 
     path = write_checkpoint(
         tensors(),
