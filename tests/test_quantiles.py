@@ -17,6 +17,7 @@ from tadrop.quantiles import (
     abs_quantiles,
     kth_smallest,
     quantiles,
+    smallest_abs_keep_mask,
     smallest_k_keep_mask,
     tadrop_keep_mask,
 )
@@ -24,11 +25,27 @@ from tadrop.quantiles import (
 FLOAT_DTYPES = [torch.float32, torch.bfloat16, torch.float16, torch.float64]
 
 
-@pytest.fixture(params=["full_sort", "eager_pass", "compiled_pass"])
+def route_to_passes(patch: pytest.MonkeyPatch) -> None:
+    """Send every tensor, however small, through the counting passes instead of a sort."""
+    for constant in (
+        "_DIRECT_MAX_NUMEL",
+        "_SORT_MAX_NUMEL",
+        "_SORT_BEFORE_COMPILE_NUMEL",
+        "_SORT_WITHOUT_COMPILER_MAX_NUMEL",
+    ):
+        patch.setattr(tq, constant, 0)
+
+
+@pytest.fixture(params=["full_sort", "torch_sort", "eager_pass", "compiled_pass"])
 def path(request, monkeypatch):
-    """Route even small tensors through one implementation of the engine."""
-    if request.param != "full_sort":
-        monkeypatch.setattr(tq, "_DIRECT_MAX_NUMEL", 0)
+    """Route even small tensors through one implementation of the engine (torch_sort: the
+    whole-tensor sort CUDA uses, run on the CPU)."""
+    if request.param == "torch_sort":
+        monkeypatch.setattr(tq, "_numpy_sorts", lambda tensor: False)
+    if request.param == "full_sort":
+        monkeypatch.setattr(tq, "_TIE_CHUNK", 97)  # ties spread over many chunks
+    if request.param not in ("full_sort", "torch_sort"):
+        route_to_passes(monkeypatch)
         monkeypatch.setattr(tq, "_EAGER_CHUNK", 997)  # many chunks, ragged last one
     if request.param == "eager_pass":
         monkeypatch.setattr(tq, "_FUSED_MIN_NUMEL", 1 << 62)
@@ -188,7 +205,7 @@ def test_quantiles_match_torch_for_random_shapes(shape, dtype, qs, seed, route):
     values = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(dtype)
     with pytest.MonkeyPatch.context() as patch:
         if route == "eager_pass":
-            patch.setattr(tq, "_DIRECT_MAX_NUMEL", 0)
+            route_to_passes(patch)
             patch.setattr(tq, "_FUSED_MIN_NUMEL", 1 << 62)
         assert torch.equal(quantiles(values, qs), reference_quantiles(values, qs))
         assert torch.equal(abs_quantiles(values, qs), reference_quantiles(values.abs(), qs))
@@ -264,6 +281,15 @@ def test_smallest_k_matches_full_sort(path, kind):
         assert np.array_equal(keep.numpy(), reference_keep(magnitude.numpy(), n_drop)), n_drop
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_smallest_abs_matches_full_sort_of_the_magnitudes(path, kind):
+    tau = adversarial(kind, 3001, seed=12)
+    tau[::3] *= -1  # signs must not matter
+    for n_drop in [0, 1, 1500, 2999, 3001]:
+        keep = smallest_abs_keep_mask(tau, n_drop, out=torch.empty(tau.shape, dtype=torch.bool))
+        assert np.array_equal(keep.numpy(), reference_keep(tau.abs().numpy(), n_drop)), n_drop
+
+
 def test_scale_restores_the_l2_norm(path):
     tau = adversarial("cauchy", 20_000, seed=5)
     keep, _, scale = tadrop_keep_mask(tau)
@@ -300,7 +326,7 @@ def test_non_contiguous_input():
 @pytest.mark.parametrize("kind", ["normal", "ties", "column_scales", "mostly_zeros"])
 def test_retries_stay_exact_when_the_sample_is_misleading(monkeypatch, kind):
     """A sample shifted far from the data makes every first bracket miss."""
-    monkeypatch.setattr(tq, "_DIRECT_MAX_NUMEL", 0)
+    route_to_passes(monkeypatch)
     monkeypatch.setattr(tq, "_FUSED_MIN_NUMEL", 1 << 62)
     original = tq._Selector._sample_sorted
     monkeypatch.setattr(tq._Selector, "_sample_sorted", lambda self: original(self) * 3 + 1)
@@ -311,7 +337,7 @@ def test_retries_stay_exact_when_the_sample_is_misleading(monkeypatch, kind):
 
 
 def test_zero_width_brackets_still_exact(monkeypatch):
-    monkeypatch.setattr(tq, "_DIRECT_MAX_NUMEL", 0)
+    route_to_passes(monkeypatch)
     monkeypatch.setattr(tq, "_FUSED_MIN_NUMEL", 1 << 62)
     monkeypatch.setattr(tq, "BRACKET_SIGMAS", (-1.0, 0.0))
     tau = adversarial("cauchy", 6000, seed=17)
@@ -320,7 +346,7 @@ def test_zero_width_brackets_still_exact(monkeypatch):
 
 
 def test_compile_failure_falls_back_to_eager(monkeypatch):
-    monkeypatch.setattr(tq, "_DIRECT_MAX_NUMEL", 0)
+    route_to_passes(monkeypatch)
     monkeypatch.setattr(tq, "_FUSED_MIN_NUMEL", 0)
     monkeypatch.setitem(tq._fused_state, "enabled", True)
 
@@ -398,7 +424,7 @@ def test_nans_are_counted(n, monkeypatch):
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_nan_missed_by_the_sample_is_still_found(monkeypatch, dtype):
-    monkeypatch.setattr(tq, "_DIRECT_MAX_NUMEL", 0)
+    route_to_passes(monkeypatch)
     values = torch.randn(500_000).to(dtype)
     values[1] = math.nan  # almost surely not in the 2^14-entry sample
     with pytest.raises(ValueError, match="1 NaN"):
@@ -461,3 +487,59 @@ def test_no_warnings_on_the_default_path():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         tadrop_keep_mask(torch.randn(1000))
+
+
+def _count_routes(monkeypatch) -> dict[str, int]:
+    routes = {"sort": 0, "compiled": 0}
+    sort, compiled = tq._Selector._drop_by_numpy_sort, tq._fused_body_pass
+
+    def counted_sort(self, *args):
+        routes["sort"] += 1
+        return sort(self, *args)
+
+    def counted_compiled(*args):
+        routes["compiled"] += 1
+        return compiled(*args)
+
+    monkeypatch.setattr(tq._Selector, "_drop_by_numpy_sort", counted_sort)
+    monkeypatch.setattr(tq, "_fused_body_pass", counted_compiled)
+    return routes
+
+
+def test_mid_size_tensors_are_sorted_until_compiling_the_pass_pays_off(monkeypatch):
+    """A small merge never waits for the compiler; a long one compiles once and uses the pass."""
+    for constant, value in (
+        ("_SORT_MAX_NUMEL", 1000),
+        ("_FUSED_MIN_NUMEL", 0),
+        ("_FUSED_ROW", 256),
+        ("_SORT_BEFORE_COMPILE_NUMEL", 100_000),
+        ("_COMPILE_PAYS_OFF_NUMEL", 10_000),
+    ):
+        monkeypatch.setattr(tq, constant, value)
+    monkeypatch.setattr(tq, "_compiled", {})
+    monkeypatch.setattr(tq, "_sorted_entries", [0])
+    monkeypatch.setitem(tq._fused_state, "enabled", True)
+    routes = _count_routes(monkeypatch)
+    taus = [adversarial("column_scales", 5000, seed=seed) for seed in range(4)]
+    for tau in taus:
+        keep, _, _ = tadrop_keep_mask(tau)
+        assert np.array_equal(keep.numpy(), reference_tadrop(tau)[0])
+    # 5000 + 5000 sorted entries stay within the 10000 budget; the third tensor compiles.
+    assert routes["sort"] == 2 and routes["compiled"] >= 2
+    large = adversarial("normal", 100_001, seed=9)  # above the sort limit: always the pass
+    monkeypatch.setattr(tq, "_compiled", {})
+    monkeypatch.setattr(tq, "_sorted_entries", [0])
+    sorted_before = routes["sort"]
+    keep, _, _ = tadrop_keep_mask(large)
+    assert routes["sort"] == sorted_before
+    assert np.array_equal(keep.numpy(), reference_tadrop(large)[0])
+
+
+def test_without_a_compiler_mid_size_tensors_are_sorted(monkeypatch):
+    monkeypatch.setattr(tq, "_SORT_MAX_NUMEL", 1000)
+    monkeypatch.setitem(tq._fused_state, "enabled", False)
+    routes = _count_routes(monkeypatch)
+    tau = adversarial("ties", 300_000, seed=5)
+    keep, _, _ = tadrop_keep_mask(tau)
+    assert routes == {"sort": 1, "compiled": 0}
+    assert np.array_equal(keep.numpy(), reference_tadrop(tau)[0])

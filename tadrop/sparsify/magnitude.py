@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
-from tadrop.quantiles import smallest_k_keep_mask
+from tadrop.quantiles import smallest_abs_keep_mask
 from tadrop.sparsify.base import Sparsifier, check_fraction
 from tadrop.sparsify.global_scope import global_drop_counts
 
@@ -33,6 +33,14 @@ class Magnitude(Sparsifier):
         check_fraction("density", self.density)
 
     def keep_mask(self, tau: torch.Tensor, *, name: str = "", task: str = "") -> torch.Tensor:
+        return smallest_abs_keep_mask(tau, self._drop_count(tau, name, task))
+
+    def keep_mask_into(self, tau: torch.Tensor, keep_out: torch.Tensor, **where: str) -> float:
+        """The mask straight into ``keep_out`` (no |tau| temporary); returns the scale."""
+        smallest_abs_keep_mask(tau, self._drop_count(tau, **where), out=keep_out)
+        return self.rescale_factor(tau, keep_out)
+
+    def _drop_count(self, tau: torch.Tensor, name: str = "", task: str = "") -> int:
         self.validate()
         if self.scope == "global":
             try:
@@ -44,7 +52,7 @@ class Magnitude(Sparsifier):
                 ) from None
         else:
             n_drop = tau.numel() - int(round(self.density * tau.numel()))
-        return smallest_k_keep_mask(tau.abs(), n_drop)
+        return n_drop
 
     def fit(self, family: ModelFamily, *, device: str | torch.device = "auto") -> Magnitude:
         self.validate()

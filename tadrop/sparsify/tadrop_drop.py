@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
-from tadrop.quantiles import abs_quantiles, smallest_k_keep_mask, tadrop_keep_mask
+from tadrop.quantiles import abs_quantiles, smallest_abs_keep_mask, tadrop_keep_mask
 from tadrop.sparsify.base import Sparsifier
 
 if TYPE_CHECKING:
@@ -86,29 +86,17 @@ class TADrop(Sparsifier):
     def keep_mask(self, tau: torch.Tensor, *, name: str = "", task: str = "") -> torch.Tensor:
         self.validate()
         n_drop = drop_count(self.drop_rate(tau, task=task), tau.numel())
-        return smallest_k_keep_mask(tau.abs(), n_drop)
+        return smallest_abs_keep_mask(tau, n_drop)
 
-    def sparsify_into(
-        self,
-        tau: torch.Tensor,
-        keep_out: torch.Tensor,
-        sparse_out: torch.Tensor,
-        *,
-        name: str = "",
-        task: str = "",
-    ) -> None:
+    def keep_mask_into(self, tau: torch.Tensor, keep_out: torch.Tensor, **where: str) -> float:
         """Per-tensor TADrop in (about) one pass: the quantile engine returns the keep-mask and
         the L2 scale together (the same n_drop, ties and float64 norms as keep_mask + apply)."""
         if self.scope != "tensor" or self.complement:
-            super().sparsify_into(tau, keep_out, sparse_out, name=name, task=task)
-            return
+            keep_out.copy_(self.keep_mask(tau, **where))
+            return self.rescale_factor(tau, keep_out)
         self.validate()
         _, _, scale = tadrop_keep_mask(tau, self.a, self.b, self.eps, out=keep_out)
-        if self.rescale != "l2":
-            scale = self.rescale_factor(tau, keep_out)
-        torch.mul(tau, keep_out, out=sparse_out)
-        if scale != 1.0:
-            sparse_out.mul_(scale)
+        return scale if self.rescale == "l2" else self.rescale_factor(tau, keep_out)
 
     def fit(self, family: ModelFamily, *, device: str | torch.device = "auto") -> TADrop:
         """For scope='global': each task's rate is the numel-weighted mean of its tensors' d."""
