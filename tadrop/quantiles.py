@@ -286,14 +286,8 @@ def _sample_size(n: int) -> int:
 
 
 def _sum_of_squares(values: np.ndarray) -> float:
-    """sum(values^2) accumulated in float64, a chunk at a time (torch's float64 square-sum is
-    4x faster than numpy's conversion and dot here)."""
-    chunk = 1 << 22
-    total = 0.0
-    for start in range(0, len(values), chunk):
-        part = torch.from_numpy(values[start : start + chunk])
-        total += float(part.to(torch.float64, copy=True).square_().sum())  # never in place
-    return total
+    """sum(values^2) accumulated in float64 (numpy casts in small buffers: no float64 copy)."""
+    return float(np.einsum("i,i->", values, values, dtype=np.float64))
 
 
 def _keep_ties_after_numpy(

@@ -100,12 +100,16 @@ def _cnn_answer(reports: list[ZooReport]) -> str:
     image = next((report for report in reports if report.zoo == "image"), None)
     if image is None:
         return "The image (CNN) zoo was not part of this run."
-    checks = {claim: verdict for claim, _, verdict in claim_checks(image)}
-    verdicts = "; ".join(f"{claim} → **{verdict}**" for claim, verdict in checks.items())
-    return (
-        "The paper evaluates Transformers (ViT, BEiT) only and leaves CNNs open. On the CNN zoo, "
-        f"measured here: {verdicts}"
-    )
+    lines = [
+        "The paper evaluates Transformers (ViT, BEiT) only and leaves CNNs open. Each of its "
+        "claims, measured on the CNN zoo (EfficientNet-Lite0):",
+        "",
+    ]
+    lines += [
+        f"- {claim} Measured: {measured}. **{verdict}**"
+        for claim, measured, verdict in claim_checks(image)
+    ]
+    return "\n".join(lines)
 
 
 def render_report(reports: list[ZooReport], run: dict[str, Any]) -> str:

@@ -259,3 +259,39 @@ def test_output_dtype_converts_every_float_tensor_not_only_merged_ones(
             assert tensor.dtype == base[name].dtype and torch.equal(tensor, base[name]), name
     excluded = "encoder.layer.0.attention.self.query.weight"
     torch.testing.assert_close(saved[excluded], base[excluded].to(torch.bfloat16))
+
+
+@pytest.mark.parametrize("density", [0.05, 0.2, 0.5, 0.9])
+def test_global_trim_counts_match_a_stable_sort_when_most_entries_tie(tmp_path, density):
+    """Values from a small set (zeros, and neighbours 1 ulp apart inside one 16-bit bucket):
+    the threshold falls among ties, which are dropped in walk order (tensor, then flat index)."""
+    from safetensors.torch import save_file
+
+    values = torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0 + 2**-23, 1.0 + 2**-22, -1.0, 0.5, -3.0])
+    generator = torch.Generator().manual_seed(5)
+    shapes = {"a.weight": (7, 11), "b.weight": (13,), "c.weight": (5, 5), "d.bias": (40,)}
+    base = {name: torch.zeros(shape) for name, shape in shapes.items()}
+    (tmp_path / "base").mkdir()
+    save_file(base, str(tmp_path / "base" / "model.safetensors"))
+    task_dirs = {}
+    for task in ("t0", "t1"):
+        state = {
+            name: values[torch.randint(len(values), shape, generator=generator)]
+            for name, shape in shapes.items()
+        }
+        state["c.weight"] = torch.zeros(shapes["c.weight"])  # a tensor of ties only
+        (tmp_path / task).mkdir()
+        save_file(state, str(tmp_path / task / "model.safetensors"))
+        task_dirs[task] = tmp_path / task
+    family = load_family(tmp_path / "base", task_dirs)
+    trim = Magnitude(density=density, scope="global").fit(family, device="cpu")
+    for index, task in enumerate(family.task_names):
+        taus = [family.get_task_tensor(task, name).float() for name in family.tensor_names]
+        flat = torch.cat([tau.flatten().abs() for tau in taus])
+        n_drop = flat.numel() - round(density * flat.numel())
+        dropped = torch.sort(flat, stable=True).indices[:n_drop]
+        owner = torch.cat(
+            [torch.full((tau.numel(),), i) for i, tau in enumerate(taus)]
+        )  # walk position of each entry
+        expected = torch.bincount(owner[dropped], minlength=len(taus)).tolist()
+        assert [trim._drop_counts[task][name] for name in family.tensor_names] == expected

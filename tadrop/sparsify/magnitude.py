@@ -57,8 +57,9 @@ class Magnitude(Sparsifier):
     def fit(self, family: ModelFamily, *, device: str | torch.device = "auto") -> Magnitude:
         self.validate()
         if self.scope == "global":
+            # keep round(density * total) entries, as the tensor scope keeps round(density * n)
             self._drop_counts = global_drop_counts(
-                family, lambda task: 1.0 - self.density, device=device
+                family, lambda task, total: total - int(round(self.density * total)), device=device
             )
         return self
 
