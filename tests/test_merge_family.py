@@ -295,3 +295,17 @@ def test_global_trim_counts_match_a_stable_sort_when_most_entries_tie(tmp_path, 
         )  # walk position of each entry
         expected = torch.bincount(owner[dropped], minlength=len(taus)).tolist()
         assert [trim._drop_counts[task][name] for name in family.tensor_names] == expected
+
+
+def test_emr_mask_composition_computes_only_the_keep_masks(family, monkeypatch):
+    """EMR(sparsify="mask") reads only the sparsifier's masks: the sparsified values are not
+    made; with sparsify="pre" they are."""
+    made = []
+    original = TADrop.sparsify_into
+    monkeypatch.setattr(
+        TADrop, "sparsify_into", lambda self, *a, **k: made.append(1) or original(self, *a, **k)
+    )
+    masked = run_merge(family, EMR(sparsify="mask"), TADrop(), device="cpu")
+    assert made == [] and 0 < masked.sparsity()[family.task_names[0]] < 1
+    run_merge(family, EMR(sparsify="pre"), TADrop(), device="cpu")
+    assert len(made) == len(family.task_names) * len(family.tensor_names)

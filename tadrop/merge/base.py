@@ -38,7 +38,9 @@ class SparsifiedTensor:
     name: str
     base: torch.Tensor  # (*shape) float32
     task_vectors: torch.Tensor  # (K, *shape) float32, as read
-    sparse: torch.Tensor  # (K, *shape) float32, sparsified and rescaled (== task_vectors if none)
+    # (K, *shape) float32, sparsified and rescaled; the task_vectors themselves when there is no
+    # sparsifier or the method only reads the masks (MergeMethod.uses_sparse_values)
+    sparse: torch.Tensor
     keep_masks: torch.Tensor | None  # (K, *shape) bool, None without a sparsifier
     task_names: list[str] = field(default_factory=list)
 
@@ -51,6 +53,11 @@ class MergeMethod:
 
     def validate(self) -> None:
         """Raise ValueError naming the parameter and its allowed range."""
+
+    def uses_sparse_values(self) -> bool:
+        """False when merge_tensor reads only the sparsifier's keep-masks (then the walk skips
+        writing the sparsified, rescaled task vectors)."""
+        return True
 
     def merge_tensor(self, tensor: SparsifiedTensor) -> torch.Tensor:
         raise NotImplementedError
@@ -140,18 +147,25 @@ def count_kept(keep_masks: torch.Tensor) -> list[int]:
 
 
 def sparsify_tensor(
-    tensor: TensorTaskVectors, sparsifier: Sparsifier | None, task_names: list[str]
+    tensor: TensorTaskVectors,
+    sparsifier: Sparsifier | None,
+    task_names: list[str],
+    *,
+    values: bool = True,
 ) -> SparsifiedTensor:
-    """Sparsify each task's slice of one tensor."""
+    """Sparsify each task's slice of one tensor (``values=False``: the keep-masks only)."""
     if sparsifier is None:
         return SparsifiedTensor(
             tensor.name, tensor.base, tensor.task_vectors, tensor.task_vectors, None, task_names
         )
     keep_masks = torch.empty_like(tensor.task_vectors, dtype=torch.bool)
-    sparse = torch.empty_like(tensor.task_vectors)
+    sparse = torch.empty_like(tensor.task_vectors) if values else tensor.task_vectors
     for index, task in enumerate(task_names):
-        tau = tensor.task_vectors[index]
-        sparsifier.sparsify_into(tau, keep_masks[index], sparse[index], name=tensor.name, task=task)
+        tau, where = tensor.task_vectors[index], {"name": tensor.name, "task": task}
+        if values:
+            sparsifier.sparsify_into(tau, keep_masks[index], sparse[index], **where)
+        else:
+            sparsifier.keep_mask_into(tau, keep_masks[index], **where)
     return SparsifiedTensor(
         tensor.name, tensor.base, tensor.task_vectors, sparse, keep_masks, task_names
     )
@@ -164,8 +178,10 @@ def iter_sparsified(
     device: str | torch.device = "auto",
     progress: Progress | None = None,
     cancel: Cancel | None = None,
+    values: bool = True,
 ) -> Iterator[SparsifiedTensor]:
-    """Walk the family, yielding each tensor's sparsified task vectors; fits global scope first."""
+    """Walk the family, yielding each tensor's sparsified task vectors; fits global scope first.
+    ``values=False``: only the keep-masks are computed (``sparse`` is the task vectors)."""
     from tadrop.task_vectors import iter_task_vectors
 
     if sparsifier is not None:
@@ -176,7 +192,7 @@ def iter_sparsified(
     for done, tensor in enumerate(iter_task_vectors(family, device=device)):
         if cancel is not None and cancel.is_set():
             raise MergeCancelled("The merge was cancelled; nothing was written.")
-        yield sparsify_tensor(tensor, sparsifier, family.task_names)
+        yield sparsify_tensor(tensor, sparsifier, family.task_names, values=values)
         if progress is not None:
             progress(done + 1, total, tensor.name)
 
@@ -199,7 +215,12 @@ def iter_merged(
 ) -> Iterator[tuple[SparsifiedTensor, object]]:
     """Walk the family, yielding (tensor, method output) and counting kept entries in ``result``."""
     for tensor in iter_sparsified(
-        family, result.sparsifier, device=device, progress=progress, cancel=cancel
+        family,
+        result.sparsifier,
+        device=device,
+        progress=progress,
+        cancel=cancel,
+        values=method.uses_sparse_values(),
     ):
         result.total += tensor.task_vectors[0].numel()
         if tensor.keep_masks is not None:

@@ -121,6 +121,9 @@ class EMR(MergeMethod):
                 f"EMR sparsify={self.sparsify!r} is not allowed; use one of {SPARSIFY_MODES}."
             )
 
+    def uses_sparse_values(self) -> bool:
+        return self.sparsify == "pre"  # "mask" ANDs the keep-masks with EMR's own masks
+
     def new_result(self, family, sparsifier) -> EMRResult:
         count = len(family.task_names)
         return EMRResult(
