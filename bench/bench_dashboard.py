@@ -101,7 +101,7 @@ def demo_table(home: Path) -> tuple[pd.DataFrame, str, float | None]:
         from tadrop.stats import compute_stats
         from tadrop.task_vectors import load_family
 
-        family = load_family(loaded.base_path, dict(loaded.task_paths))
+        family = load_family(loaded.base_dir, dict(loaded.task_dirs))
         started = time.perf_counter()
         table = compute_stats(family, device="cpu")
         return table, f"demo zoo ({home})", time.perf_counter() - started
