@@ -285,7 +285,7 @@ def test_global_trim_counts_match_a_stable_sort_when_most_entries_tie(tmp_path, 
         task_dirs[task] = tmp_path / task
     family = load_family(tmp_path / "base", task_dirs)
     trim = Magnitude(density=density, scope="global").fit(family, device="cpu")
-    for index, task in enumerate(family.task_names):
+    for task in family.task_names:  # the base is zero: each task tensor is its tau
         taus = [family.get_task_tensor(task, name).float() for name in family.tensor_names]
         flat = torch.cat([tau.flatten().abs() for tau in taus])
         n_drop = flat.numel() - round(density * flat.numel())
