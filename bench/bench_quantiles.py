@@ -192,7 +192,7 @@ def bench_one(
         ),
     }
     if not t.is_cuda and n <= SORT_ROUTE_MAX:
-        fast["ours: tadrop_keep_mask out= (sort)"] = routed(
+        fast["ours: tadrop_keep_mask out= (numpy selection)"] = routed(
             "sort", lambda: tadrop_keep_mask(t, out=out)
         )
     slow = {}

@@ -28,12 +28,14 @@ bench/RESULTS.md):
    whatever the data (ties, constants, adversarial orderings); only the time changes.
 
 Tensors of up to 2^22 entries on the CPU (2^16 on CUDA) and requests for more than three
-separate quantiles take a full sort instead: numpy's vectorised sort of the values, then one
-comparison pass for the mask.  The byte mask is a reused per-thread buffer: ``release_buffers()`` frees it.
+separate quantiles take a whole-tensor route instead: numpy selection (single-rank partitions)
+of a copy of the values, then one comparison pass for the mask (CUDA: a full sort). The byte
+mask is a reused per-thread buffer: ``release_buffers()`` frees it.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 import os
@@ -50,17 +52,18 @@ SAMPLE_SEED = 20250806
 # third attempt uses a bracket between two values whose exact counts are known.
 BRACKET_SIGMAS = (3.5, 14.0)
 _DIRECT_MAX_NUMEL = 1 << 16  # at or below (CUDA): stable sort of everything
-_SORT_MAX_NUMEL = 1 << 22  # at or below (CPU): numpy's vectorised sort of everything
-# Above it the compiled pass is ~2x faster than sorting, once compiled (~3 s a process). Until
-# then tensors up to _SORT_BEFORE_COMPILE_NUMEL are sorted, and the pass is compiled only when
-# the entries sorted so far would have paid for the compilation (a small merge never compiles).
+_SORT_MAX_NUMEL = 1 << 22  # at or below (CPU): numpy selection over the whole tensor
+# Above it the compiled pass is 2-4x faster than the numpy route, once compiled (~3 s a
+# process). Until then tensors up to _SORT_BEFORE_COMPILE_NUMEL take the numpy route, and the
+# pass is compiled only when the entries handled so far would have paid for the compilation
+# (a small merge never compiles).
 _SORT_BEFORE_COMPILE_NUMEL = 1 << 25
 _COMPILE_PAYS_OFF_NUMEL = 1 << 30
-_SORT_WITHOUT_COMPILER_MAX_NUMEL = 1 << 27  # no compiler: sorting beats the eager pass
+_SORT_WITHOUT_COMPILER_MAX_NUMEL = 1 << 27  # no compiler: the numpy route beats the eager pass
 _FUSED_MIN_NUMEL = 1 << 18  # at or above (on CPU): the torch.compile'd pass
 _FUSED_ROW = 1 << 15  # row length of the compiled pass (per-row int32 counts)
 _EAGER_CHUNK = 1 << 22  # chunk length of the eager pass
-_TIE_CHUNK = 1 << 20  # chunk length when the sort path keeps ties in flat order
+_TIE_CHUNK = 1 << 20  # chunk length when the numpy route keeps ties in flat order
 _SLOTS = 3  # brackets per pass: Q_a, Q_b and the drop threshold
 _ATTEMPTS = len(BRACKET_SIGMAS) + 1
 
@@ -285,6 +288,32 @@ def _sample_size(n: int) -> int:
     return min(n, max(1 << 14, min(1 << 22, round((22 * n) ** (2 / 3)))))
 
 
+class _NumpySelection:
+    """Order statistics of ``values`` (a private copy, reordered in place) by single-rank
+    partitions: after selecting rank k, values[k] holds it, everything left of it is <= and
+    everything right is >=, so the next rank is selected inside the segment between the two
+    nearest ranks already placed."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+        self.placed: list[int] = []  # ranks already at their sorted position, ascending
+
+    def value_at(self, rank: int) -> float:
+        position = bisect.bisect_left(self.placed, rank)
+        if position < len(self.placed) and self.placed[position] == rank:
+            return float(self.values[rank])
+        low = self.placed[position - 1] + 1 if position > 0 else 0
+        high = self.placed[position] if position < len(self.placed) else len(self.values)
+        segment = self.values[low:high]
+        if rank == low:  # the smallest of its segment (e.g. the upper rank a quantile
+            smallest = int(segment.argmin())  # interpolates to): swapped to the front
+            segment[[0, smallest]] = segment[[smallest, 0]]
+        else:
+            segment.partition(rank - low)
+        self.placed.insert(position, rank)
+        return float(self.values[rank])
+
+
 def _sum_of_squares(values: np.ndarray) -> float:
     """sum(values^2) accumulated in float64 (numpy casts in small buffers: no float64 copy)."""
     return float(np.einsum("i,i->", values, values, dtype=np.float64))
@@ -311,7 +340,7 @@ def _keep_ties_after_numpy(
 
 
 def _numpy_sorts(tensor: torch.Tensor) -> bool:
-    """Whole-tensor sorts of CPU tensors go through numpy (values only); CUDA uses torch.sort."""
+    """Whole-tensor routes of CPU tensors go through numpy (values only); CUDA: torch.sort."""
     return not tensor.is_cuda
 
 
@@ -366,7 +395,7 @@ class _Selector:
     # -- order statistics --------------------------------------------------------------
 
     def _sorts_everything(self) -> bool:
-        """Sort whole or run the counting pass? numpy's SIMD sort beats the pass on the CPU up
+        """Whole-tensor numpy route or the counting pass? numpy beats the pass on the CPU up
         to a few million entries (0.5 ms vs ~280 ms for the eager pass at 2^17.6 entries)."""
         n = self.n
         if self.flat.is_cuda:
@@ -441,7 +470,7 @@ class _Selector:
         """
         if self._sorts_everything():
             if _numpy_sorts(keep_flat):
-                return self._drop_by_numpy_sort(drop_count_range, q_levels, keep_flat, with_sums)
+                return self._drop_by_numpy_select(drop_count_range, q_levels, keep_flat, with_sums)
             return self._drop_by_full_sort(drop_count_range, q_levels, keep_flat)
         q_ranks = [_interpolation_ranks([q], self.n) for q in q_levels]
         found: dict[int, float] = {}
@@ -533,30 +562,37 @@ class _Selector:
                 seen = n_skip
             keep_flat[start:stop] |= ties
 
-    def _drop_by_numpy_sort(self, drop_count_range, q_levels, keep_flat, with_sums=True):
-        """drop_smallest on the CPU by one sort of the values (no indices): the threshold is the
-        n_drop-th smallest; ties at it are dropped lowest flat index first."""
+    def _drop_by_numpy_select(self, drop_count_range, q_levels, keep_flat, with_sums=True):
+        """drop_smallest on the CPU by numpy selection on a copy of the values (no indices):
+        single-rank partitions, each inside the segment its neighbours left (a magnitude trim
+        is one partition, ~4x faster than a sort); the threshold is the n_drop-th smallest and
+        ties at it are dropped lowest flat index first."""
         work = self.flat.to(self.work_dtype).numpy()
-        magnitudes = np.abs(work) if self.use_abs else work
-        ordered = np.sort(magnitudes)
-        if np.isnan(ordered[-1]):  # numpy sorts NaNs last
+        magnitudes = (
+            np.abs(work, out=_scratch_values(self.n, work.dtype, 0)) if self.use_abs else work
+        )
+        if np.isnan(np.max(magnitudes)):  # numpy's max propagates NaN
             _raise_for_nans(self.flat)
-        q_ranks = {k for q in q_levels for k in _interpolation_ranks([q], self.n)}
-        found = {k: float(ordered[k]) for k in q_ranks}
+        copy = _scratch_values(self.n, work.dtype, 1)
+        np.copyto(copy, magnitudes)
+        selection = _NumpySelection(copy)
+        q_ranks = sorted({k for q in q_levels for k in _interpolation_ranks([q], self.n)})
+        found = {k: selection.value_at(k) for k in q_ranks}
         exact = [(v, v) for v in (_interpolate([q], self.n, found)[0].item() for q in q_levels)]
         n_drop = drop_count_range(exact)[0]
-        sumsq_dropped = _sum_of_squares(ordered[:n_drop]) if with_sums else 0.0
-        sumsq_kept = _sum_of_squares(ordered[n_drop:]) if with_sums else 0.0
         keep = keep_flat.numpy()
         if n_drop == 0:
             keep.fill(True)
-            return found, sumsq_kept, sumsq_kept
-        threshold = ordered[n_drop - 1]
+            total = _sum_of_squares(selection.values) if with_sums else 0.0
+            return found, total, total
+        threshold = selection.value_at(n_drop - 1)  # now values[:n_drop] are the n_drop smallest
+        dropped, kept = selection.values[:n_drop], selection.values[n_drop:]
+        sumsq_dropped = _sum_of_squares(dropped) if with_sums else 0.0
+        sumsq_kept = _sum_of_squares(kept) if with_sums else 0.0
         np.greater(magnitudes, threshold, out=keep)
-        below = int(np.searchsorted(ordered, threshold, side="left"))  # entries < threshold
-        tied = int(np.searchsorted(ordered, threshold, side="right")) - below
-        if tied > n_drop - below:  # some entries equal to the threshold stay: the later ones
-            _keep_ties_after_numpy(magnitudes, threshold, n_drop - below, keep)
+        if len(kept) and np.min(kept) == threshold:  # some entries equal to it stay
+            ties_dropped = int(np.count_nonzero(dropped == threshold))
+            _keep_ties_after_numpy(magnitudes, threshold, ties_dropped, keep)
         return found, sumsq_dropped + sumsq_kept, sumsq_kept
 
     def _drop_by_full_sort(self, drop_count_range, q_levels, keep_flat):
@@ -857,6 +893,26 @@ def _scratch_bytes(numel: int) -> torch.Tensor:
     return buffer[:numel]
 
 
+def _scratch_values(numel: int, dtype: np.dtype, slot: int) -> np.ndarray:
+    """Reused per-thread numpy buffers (slots 0 and 1) for the numpy route: numpy's fresh
+    allocations fault in every page (~1.5 ms for 6 MB here, as long as the work itself).
+    Only up to _SORT_MAX_NUMEL entries are kept (at most 2 x 16 MB a thread)."""
+    if numel > _SORT_MAX_NUMEL:
+        return np.empty(numel, dtype=dtype)
+    buffers = getattr(_scratch, "values", None)
+    if buffers is None:
+        buffers = _scratch.values = {}
+    key = (slot, np.dtype(dtype).str)
+    buffer = buffers.get(key)
+    if buffer is None or buffer.size < numel:
+        buffer = buffers[key] = torch.empty(numel, dtype=_TORCH_OF[np.dtype(dtype).str]).numpy()
+    return buffer[:numel]
+
+
+_TORCH_OF = {np.dtype(np.float32).str: torch.float32, np.dtype(np.float64).str: torch.float64}
+
+
 def release_buffers() -> None:
-    """Free this thread's reused scratch buffer (it grows to the largest tensor seen)."""
+    """Free this thread's reused scratch buffers (they grow to the largest tensor seen)."""
     _scratch.bytes = None
+    _scratch.values = None

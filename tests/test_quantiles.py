@@ -491,7 +491,7 @@ def test_no_warnings_on_the_default_path():
 
 def _count_routes(monkeypatch) -> dict[str, int]:
     routes = {"sort": 0, "compiled": 0}
-    sort, compiled = tq._Selector._drop_by_numpy_sort, tq._fused_body_pass
+    sort, compiled = tq._Selector._drop_by_numpy_select, tq._fused_body_pass
 
     def counted_sort(self, *args):
         routes["sort"] += 1
@@ -501,7 +501,7 @@ def _count_routes(monkeypatch) -> dict[str, int]:
         routes["compiled"] += 1
         return compiled(*args)
 
-    monkeypatch.setattr(tq._Selector, "_drop_by_numpy_sort", counted_sort)
+    monkeypatch.setattr(tq._Selector, "_drop_by_numpy_select", counted_sort)
     monkeypatch.setattr(tq, "_fused_body_pass", counted_compiled)
     return routes
 
