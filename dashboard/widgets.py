@@ -58,6 +58,24 @@ def call_or_error(action: Callable[[], Any], *, what: str = "") -> Any | None:
     return None
 
 
+def run_cancellable(
+    work: Callable[[Callable[[int, int, str], None]], Any], *, key: str, label: str, what: str
+) -> Any | None:
+    """Run ``work(progress)`` under a progress bar and a Cancel button (``key``); return its
+    result, or None after showing its error. Both widgets are removed afterwards."""
+    cancel_slot = st.empty()
+    cancel_slot.button("Cancel", key=key, on_click=state.request_cancel)
+    bar = st.progress(0.0, text=label)
+
+    def progress(done: int, total: int, text: str) -> None:
+        bar.progress(done / total, text=text)
+
+    result = call_or_error(lambda: work(progress), what=what)
+    bar.empty()
+    cancel_slot.empty()
+    return result
+
+
 def require_family() -> tuple[state.FamilySource, ModelFamily]:
     """The session's family, or a pointer to the Models page and the end of this page."""
     source = state.chosen_source()

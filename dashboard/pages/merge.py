@@ -165,11 +165,8 @@ with sweep_tab:
     levels = st.text_input("DARE / magnitude sparsities", "0.1, 0.5, 0.9", key="sweep_levels")
     tadrop_as = st.text_input("TADrop a values", "0.3, 0.5, 0.7", key="sweep_as")
     if st.button("Run sweep", key="sweep_run"):
-        cancel_slot = st.empty()
-        cancel_slot.button("Cancel", key="sweep_cancel", on_click=state.request_cancel)
-        bar = st.progress(0.0, text="Sweeping…")
-        points = widgets.call_or_error(
-            lambda: sweeps.sweep(
+        points = widgets.run_cancellable(
+            lambda progress: sweeps.sweep(
                 family,
                 source,
                 method=method,
@@ -181,12 +178,12 @@ with sweep_tab:
                 eps=eps,
                 evaluator=state.evaluator(source) if evaluate else None,
                 device=state.device(),
-                progress=lambda done, total, text: bar.progress(done / total, text=text),
+                progress=progress,
             ),
+            key="sweep_cancel",
+            label="Sweeping…",
             what="Sweep",
         )
-        bar.empty()
-        cancel_slot.empty()
         if points is not None:
             st.session_state["sweep_points"] = points
     st.plotly_chart(
@@ -197,11 +194,8 @@ with grid_tab:
     grid_as = st.text_input("a values", "0.3, 0.5, 0.7", key="grid_as")
     grid_bs = st.text_input("b values", "0.9, 0.95, 0.99", key="grid_bs")
     if st.button("Run grid", key="grid_run"):
-        cancel_slot = st.empty()
-        cancel_slot.button("Cancel", key="grid_cancel", on_click=state.request_cancel)
-        bar = st.progress(0.0, text="Grid…")
-        grid = widgets.call_or_error(
-            lambda: sweeps.sensitivity_grid(
+        grid = widgets.run_cancellable(
+            lambda progress: sweeps.sensitivity_grid(
                 family,
                 source,
                 method=method,
@@ -211,12 +205,12 @@ with grid_tab:
                 eps=eps,
                 evaluator=state.evaluator(source) if evaluate else None,
                 device=state.device(),
-                progress=lambda done, total, text: bar.progress(done / total, text=text),
+                progress=progress,
             ),
+            key="grid_cancel",
+            label="Grid…",
             what="Grid",
         )
-        bar.empty()
-        cancel_slot.empty()
         if grid is not None:
             st.session_state["grid_points"] = grid
     grid = st.session_state.get("grid_points", sweeps.empty_grid())

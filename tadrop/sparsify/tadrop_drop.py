@@ -92,7 +92,7 @@ class TADrop(Sparsifier):
         """Per-tensor TADrop in (about) one pass: the quantile engine returns the keep-mask and
         the L2 scale together (the same n_drop, ties and float64 norms as keep_mask + apply)."""
         if self.scope != "tensor" or self.complement:
-            keep_out.copy_(self.keep_mask(tau, **where))
+            super().keep_mask_into(tau, keep_out, **where)
             return self.rescale_factor(tau, keep_out)
         self.validate()
         _, _, scale = tadrop_keep_mask(tau, self.a, self.b, self.eps, out=keep_out)
