@@ -7,10 +7,10 @@ import inspect
 import re
 from typing import TYPE_CHECKING, Any
 
-from tadrop.config_yaml import Location
+from tadrop.config.yaml_source import Location
 
 if TYPE_CHECKING:
-    from tadrop.config import RunConfig
+    from tadrop.config.schema import RunConfig
 
 Problem = tuple[Location, str]
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")

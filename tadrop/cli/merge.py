@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from tadrop.cli_output import Console, UsageError, checking_inputs, human_bytes
+from tadrop.cli.output import Console, UsageError, checking_inputs, human_bytes
 from tadrop.config import RunConfig
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -32,7 +32,7 @@ def open_family(config: RunConfig, console: Console, *, build_demo: bool = True)
     from tadrop.task_vectors import load_family
 
     if config.demo is not None:
-        from tadrop.cli_demo import demo_family_paths
+        from tadrop.cli.demo import demo_family_paths
 
         base, models = demo_family_paths(config.demo, console, build=build_demo)
     else:

@@ -19,7 +19,7 @@ import sys  # noqa: E402
 from collections.abc import Sequence
 from typing import Any
 
-from tadrop.cli_output import (  # noqa: E402
+from tadrop.cli.output import (  # noqa: E402
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_RUNTIME,
@@ -156,68 +156,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def command_stats(args: argparse.Namespace, console: Console) -> dict[str, Any]:
-    from pathlib import Path
-
-    from tadrop.cli_output import checking_inputs, format_table
-    from tadrop.stats import compute_stats, overall_sparsity, save_stats
-    from tadrop.task_vectors import load_family
-
-    output = Path(args.output).expanduser()
-    with checking_inputs():
-        if output.suffix not in (".parquet", ".csv"):
-            raise UsageError(f"-o {output}: use a .parquet or .csv file name.")
-        if output.exists() and not args.overwrite:
-            raise UsageError(f"{output} already exists; pass --overwrite to replace it.")
-        for path in [args.base, *args.finetuned]:
-            if not Path(path).expanduser().exists():
-                raise UsageError(f"{path}: no such file or folder.")
-        family = load_family(
-            args.base,
-            list(args.finetuned),
-            include=args.include,
-            exclude=args.exclude,
-            keys=args.keys,
-            align_prefixes=args.align_prefixes,
-        )
-        from tadrop.sparsify import check_quantiles
-
-        check_quantiles(args.a, args.b, args.eps)
-    with console.progress("stats") as progress:
-        table = compute_stats(
-            family, a=args.a, b=args.b, eps=args.eps, device=args.device, progress=progress
-        )
-    save_stats(table, output)
-    sparsity = overall_sparsity(table, table["drop_rate"]).to_dict()
-    rows = [{"task": task, "overall_drop_rate": rate} for task, rate in sparsity.items()]
-    text = f"wrote {output} ({len(table)} rows)\n" + format_table(
-        rows, ["task", "overall_drop_rate"]
-    )
-    console.result({"output": str(output), "rows": len(table), "overall_drop_rate": sparsity}, text)
-    return {"output": str(output)}
-
-
 def _dispatch(args: argparse.Namespace, console: Console) -> Any:
     if args.command == "stats":
+        from tadrop.cli.stats import command_stats
+
         return command_stats(args, console)
     if args.command == "merge":
-        from tadrop.cli_merge import command_merge
+        from tadrop.cli.merge import command_merge
 
         return command_merge(args, console)
     if args.command == "eval":
-        from tadrop.cli_eval import command_eval
+        from tadrop.cli.eval import command_eval
 
         return command_eval(args, console)
     if args.command == "demo":
-        from tadrop.cli_demo import command_demo_build
+        from tadrop.cli.demo import command_demo_build
 
         return command_demo_build(args, console)
     if args.command == "dashboard":
-        from tadrop.cli_demo import command_dashboard
+        from tadrop.cli.demo import command_dashboard
 
         return command_dashboard(args, console)
     if args.command == "report":
-        from tadrop.cli_demo import command_report
+        from tadrop.cli.report import command_report
 
         return command_report(args, console)
     raise UsageError("no command given; run `tadrop --help` for the list.")
