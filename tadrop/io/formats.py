@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tadrop.io.aux_files import aux_files
 from tadrop.io.checkpoint import Checkpoint, FileCheckpoint
+from tadrop.io.confine import check_readable
 from tadrop.io.errors import CheckpointError
 from tadrop.io.lora import LoraCheckpoint
 from tadrop.io.lora_config import read_adapter_config
@@ -85,6 +86,7 @@ def _open_shards(
 
 def _read_index(index_path: Path) -> tuple[dict[str, str], dict[str, str]]:
     """The weight map (tensor -> shard file name) and metadata of a *.index.json."""
+    check_readable(index_path, "shard index")
     try:
         index = json.loads(index_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, ValueError) as err:

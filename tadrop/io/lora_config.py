@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
 )
 
+from tadrop.io.confine import check_readable
 from tadrop.io.errors import CheckpointError
 
 Rank = Annotated[StrictInt, Field(ge=1)]
@@ -92,6 +93,7 @@ def _problem(error: dict[str, Any]) -> str:
 
 def read_adapter_config(path: Path) -> LoraAdapterConfig:
     """Read and validate `path` (an adapter_config.json); CheckpointError names each bad key."""
+    check_readable(path, "adapter config")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, ValueError) as err:

@@ -17,6 +17,7 @@ from typing import Protocol
 import torch
 from safetensors import safe_open
 
+from tadrop.io.confine import check_readable
 from tadrop.io.errors import CheckpointError
 from tadrop.io.safetensors_format import read_header
 
@@ -39,6 +40,7 @@ class SafetensorsFile:
     """A safetensors file: shapes and dtypes from its header, tensors read one at a time."""
 
     def __init__(self, path: Path) -> None:
+        check_readable(path, "weights file")
         self.path = path
         header = read_header(path)
         self._entries = header.entries
@@ -190,6 +192,7 @@ class TorchFile:
     """A torch.save'd state dict, memory-mapped when the file format allows it."""
 
     def __init__(self, path: Path) -> None:
+        check_readable(path, "weights file")
         self.path = path
         self.metadata: dict[str, str] = {}
         loaded = _unwrap(_load_pickle(path))
