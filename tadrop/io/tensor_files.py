@@ -9,6 +9,7 @@ import contextlib
 import pickle
 import pickletools
 import re
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -137,7 +138,9 @@ def _load_pickle(path: Path) -> object:
     # mmap only works for the zip format torch.save has used since 1.6; older files load whole.
     use_mmap = zipfile.is_zipfile(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=use_mmap)
+        with warnings.catch_warnings():  # our message below replaces torch's protocol warning
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=use_mmap)
     except pickle.UnpicklingError as err:
         refused = _unpickling_refused(path, err)
         if refused is not None:
