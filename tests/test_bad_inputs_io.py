@@ -20,7 +20,7 @@ from io_fixtures import snapshot, write_adapter
 from safetensors.torch import save_file
 
 import tadrop.io.writer as writer
-from tadrop.io import CheckpointError, open_checkpoint, write_checkpoint
+from tadrop.io import CheckpointError, atomic_dir, open_checkpoint, write_checkpoint
 
 
 class Payload:
@@ -87,6 +87,19 @@ def _disk_full(inputs: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> Call
     return lambda: write_checkpoint(iter([("w", torch.ones(4))]), out)
 
 
+def _disk_full_in_a_task_folder(
+    inputs: Path, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[], object]:
+    """EMR writes one folder per task inside its own staging folder: name the real output."""
+
+    def write_tasks() -> None:
+        with atomic_dir(out) as staging:
+            write_checkpoint(iter([("w", torch.ones(4))]), staging / "task_a")
+            _disk_full(inputs, staging / "task_b", monkeypatch)()
+
+    return write_tasks
+
+
 def _read_only(inputs: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[], object]:
     real_mkdir = Path.mkdir
 
@@ -143,6 +156,11 @@ CASES = [
         ("{out}", "'head.weight'", "range of torch.bfloat16"),
     ),
     Case("disk full", _disk_full, ("{out}: could not write", "No space left", "free space")),
+    Case(
+        "disk full in a nested task folder",
+        _disk_full_in_a_task_folder,
+        ("{out}/task_b: could not write", "No space left"),
+    ),
     Case("read-only output", _read_only, ("{out}: could not write", "read-only")),
     Case(
         "pickle with code (zip format)",

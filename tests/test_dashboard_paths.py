@@ -117,7 +117,7 @@ def test_an_upload_is_written_under_its_safe_name(tmp_path):
     [
         ("model.bin", safetensors_bytes({}), "only .safetensors"),
         ("model.safetensors", safetensors_bytes({}) + b"x" * 100, "over the upload limit"),
-        ("model.safetensors", b"\x80\x03}q\x00.", "only 6 bytes long"),
+        ("model.safetensors", b"\x80\x03}q\x00.", "too short to be a safetensors file"),
         ("model.safetensors", struct.pack("<Q", 10**9) + b"{}", "header claims 1000000000"),
         ("model.safetensors", struct.pack("<Q", 4) + b"nope", "not valid JSON"),
         ("model.safetensors", struct.pack("<Q", 2) + b"[]", "not a JSON object"),

@@ -146,6 +146,9 @@ def atomic_dir(target: Path | str, *, overwrite: bool = False) -> Iterator[Path]
 def _raise_about_output(error: BaseException, target: Path, temp: Path) -> None:
     """Re-raise `error`; an OSError about the output (or its temporary copy) becomes a
     CheckpointError naming `target`, not the temporary name."""
+    if isinstance(error, CheckpointError) and str(temp) in str(error):
+        # A nested write (one folder per EMR task) named its place inside our staging folder.
+        raise type(error)(str(error).replace(str(temp), str(target))) from error
     if not isinstance(error, OSError):
         raise error
     named = [Path(name) for name in (error.filename, error.filename2) if name]

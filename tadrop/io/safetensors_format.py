@@ -151,7 +151,10 @@ def header_of_bytes(name: str | Path, data: bytes) -> SafetensorsHeader:
 def _header_size(path: str | Path, prefix: bytes, file_size: int) -> int:
     """The header length the first 8 bytes declare, checked against the file size and limit."""
     if len(prefix) < 8:
-        raise _damaged(path, f"it is only {file_size} bytes long")
+        raise CheckpointError(
+            f"{path}: too short to be a safetensors file (only {file_size} bytes). It is "
+            "truncated or not a safetensors file; download or export it again."
+        )
     (header_size,) = struct.unpack("<Q", prefix)
     if header_size > file_size - 8:
         raise _damaged(
