@@ -155,6 +155,13 @@ CASES = [
         _beyond(torch.bfloat16, 1e300, torch.float64),
         ("{out}", "'head.weight'", "range of torch.bfloat16"),
     ),
+    Case(
+        "tensor already cast to float16 holds Inf",
+        lambda inputs, out, _: (
+            lambda: write_checkpoint([("head.weight", torch.tensor([1e6]).half())], out)
+        ),
+        ("{out}", "'head.weight'", "torch.float16 turns values beyond its range into Inf"),
+    ),
     Case("disk full", _disk_full, ("{out}: could not write", "No space left", "free space")),
     Case(
         "disk full in a nested task folder",

@@ -87,28 +87,44 @@ def _prepared(name: object, tensor: object, guard: _WriteGuard) -> torch.Tensor:
         raise CheckpointError(f"{name!r}: got a {type(tensor).__name__}, expected a tensor.")
     if tensor.layout != torch.strided:
         raise CheckpointError(f"{name!r}: layout {tensor.layout}; convert with .to_dense().")
-    made_by = f" It was made by: {guard.context}." if guard.context else ""
     n_bad = _count_nonfinite(tensor)
     if n_bad and guard.finite_only:
-        raise CheckpointError(
-            f"{guard.where}: tensor {name!r} has {n_bad} NaN/Inf value(s) out of "
-            f"{tensor.numel()}; refusing to write a broken model.{made_by} Check the parameters "
-            "(scaling, weights, epsilon) for NaN, Inf or extreme values, and the inputs for "
-            "NaN/Inf (pass finite_only=False to write such a tensor anyway)."
-        )
+        raise _nonfinite_error(name, tensor, n_bad, guard)
     dtype = guard.dtype
     if dtype is not None and tensor.is_floating_point() and tensor.dtype != dtype:
         cast = tensor.to(dtype)
         if _count_nonfinite(cast) > n_bad:
-            largest = float(tensor[torch.isfinite(tensor)].abs().max())
-            raise CheckpointError(
-                f"{guard.where}: tensor {name!r} holds values up to {largest:.4g} in magnitude, "
-                f"beyond the range of {dtype} (largest {torch.finfo(dtype).max:.4g}); they would "
-                f"be written as Inf.{made_by} Write in float32 (output dtype float32) or reduce "
-                "the scaling."
-            )
+            raise _range_error(name, tensor, dtype, guard)
         tensor = cast
     return tensor.detach().cpu().contiguous()
+
+
+def _made_by(guard: _WriteGuard) -> str:
+    return f" It was made by: {guard.context}." if guard.context else ""
+
+
+def _nonfinite_error(
+    name: str, tensor: torch.Tensor, n_bad: int, guard: _WriteGuard
+) -> CheckpointError:
+    narrow = tensor.dtype in (torch.float16, torch.bfloat16)
+    range_hint = f" ({tensor.dtype} turns values beyond its range into Inf: write float32)"
+    return CheckpointError(
+        f"{guard.where}: tensor {name!r} has {n_bad} NaN/Inf value(s) out of {tensor.numel()}; "
+        f"refusing to write a broken model.{_made_by(guard)} Check the parameters (scaling, "
+        "weights, epsilon) for NaN, Inf or extreme values, and the inputs for NaN/Inf"
+        f"{range_hint if narrow else ''} (pass finite_only=False to write it anyway)."
+    )
+
+
+def _range_error(
+    name: str, tensor: torch.Tensor, dtype: torch.dtype, guard: _WriteGuard
+) -> CheckpointError:
+    largest = float(tensor[torch.isfinite(tensor)].abs().max())
+    return CheckpointError(
+        f"{guard.where}: tensor {name!r} holds values up to {largest:.4g} in magnitude, beyond "
+        f"the range of {dtype} (largest {torch.finfo(dtype).max:.4g}); they would be written as "
+        f"Inf.{_made_by(guard)} Write in float32 (output dtype float32) or reduce the scaling."
+    )
 
 
 def _count_nonfinite(tensor: torch.Tensor) -> int:
