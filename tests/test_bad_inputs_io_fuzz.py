@@ -16,6 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tadrop.io import CheckpointError
+from tadrop.io.formats import _read_index
+from tadrop.io.lora_config import read_adapter_config
 from tadrop.io.safetensors_format import DTYPES, header_of_bytes, read_header
 
 FUZZ = settings(
@@ -135,3 +137,47 @@ def test_a_valid_header_still_parses():
               "data_offsets": [0, 8]}}  # fmt: skip
     parsed = header_of_bytes("ok.safetensors", file_bytes(header, 8))
     assert parsed.entries["w"].shape == (2,) and parsed.metadata == {"format": "pt"}
+
+
+# --- adapter_config.json and the shard index: the other JSON files read beside the weights ---
+
+adapter_configs = st.dictionaries(
+    st.sampled_from(
+        [
+            "r",
+            "lora_alpha",
+            "rank_pattern",
+            "alpha_pattern",
+            "use_rslora",
+            "use_dora",
+            "fan_in_fan_out",
+            "peft_type",
+            "target_modules",
+        ]
+    )  # fmt: skip
+    | st.text(max_size=6),
+    json_values
+    | st.dictionaries(st.text(max_size=6), json_values, max_size=3)
+    | st.integers(-2, 64),
+    max_size=6,
+)
+
+
+@FUZZ
+@given(adapter_configs | json_values)
+def test_any_adapter_config_is_read_or_refused_naming_the_file(tmp_path_factory, config):
+    path = tmp_path_factory.mktemp("adapter") / "adapter_config.json"
+    path.write_text(json.dumps(config))
+    try:
+        read_adapter_config(path)
+    except CheckpointError as error:
+        assert str(error).startswith(f"{path}: ")
+
+
+@pytest.mark.parametrize("name", ["adapter_config.json", "model.safetensors.index.json"])
+def test_json_nested_too_deeply_beside_the_weights_is_refused(tmp_path, name):
+    path = tmp_path / name
+    path.write_text("[" * 100_000)
+    read = read_adapter_config if name.startswith("adapter") else _read_index
+    with pytest.raises(CheckpointError, match=f"{name}: not valid JSON \\(nested too deeply\\)"):
+        read(path)

@@ -13,7 +13,6 @@ A file path may be a .safetensors file, a .bin/.pt/.pth torch file or a *.index.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable
@@ -21,8 +20,8 @@ from pathlib import Path
 
 from tadrop.io.aux_files import aux_files
 from tadrop.io.checkpoint import Checkpoint, FileCheckpoint
-from tadrop.io.confine import check_readable
 from tadrop.io.errors import CheckpointError
+from tadrop.io.json_files import read_json_file
 from tadrop.io.lora import LoraCheckpoint
 from tadrop.io.lora_config import read_adapter_config
 from tadrop.io.tensor_files import SafetensorsFile, TensorFile, TorchFile
@@ -86,13 +85,7 @@ def _open_shards(
 
 def _read_index(index_path: Path) -> tuple[dict[str, str], dict[str, str]]:
     """The weight map (tensor -> shard file name) and metadata of a *.index.json."""
-    check_readable(index_path, "shard index")
-    try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
-        raise CheckpointError(
-            f"{index_path}: not valid JSON ({err}); download or export the index again."
-        ) from None
+    index = read_json_file(index_path, "shard index", "download or export the index again")
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(
         isinstance(key, str) and isinstance(shard, str) for key, shard in weight_map.items()

@@ -22,8 +22,8 @@ from pydantic import (
     field_validator,
 )
 
-from tadrop.io.confine import check_readable
 from tadrop.io.errors import CheckpointError
+from tadrop.io.json_files import read_json_file
 
 Rank = Annotated[StrictInt, Field(ge=1)]
 Alpha = StrictFloat  # an int is accepted too, a string or a bool is not
@@ -85,7 +85,8 @@ _EXPECTED = {
 def _problem(error: dict[str, Any]) -> str:
     key = ".".join(str(part) for part in error["loc"])
     expected = _EXPECTED.get(
-        str(error["loc"][0]), "true or false" if "bool" in error["type"] else ""
+        str(error["loc"][:1] and error["loc"][0]),
+        "true or false" if "bool" in error["type"] else "",
     )
     got = json.dumps(error["input"], default=str)[:80]
     return f"{key!r}: {error['msg']} (got {got}" + (f"; expected {expected})" if expected else ")")
@@ -93,11 +94,7 @@ def _problem(error: dict[str, Any]) -> str:
 
 def read_adapter_config(path: Path) -> LoraAdapterConfig:
     """Read and validate `path` (an adapter_config.json); CheckpointError names each bad key."""
-    check_readable(path, "adapter config")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
-        raise CheckpointError(f"{path}: not valid JSON ({err}); save the adapter again.") from None
+    raw = read_json_file(path, "adapter config", "save the adapter again")
     if not isinstance(raw, dict):
         raise CheckpointError(
             f"{path}: holds a JSON {type(raw).__name__}, not an object of settings such as "
