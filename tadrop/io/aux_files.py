@@ -47,7 +47,7 @@ def module_dirs(folder: Path) -> list[Path]:
         check_readable(folder / "modules.json", "config file")
     try:
         modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # no usable modules.json: no module folders
         return []
     found = []
     for module in modules if isinstance(modules, list) else []:
