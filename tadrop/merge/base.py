@@ -141,9 +141,10 @@ def output_tensor(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tens
 def count_kept(keep_masks: torch.Tensor) -> list[int]:
     """True entries of each task's mask in a (K, *shape) stack (numpy's count on a CPU is 20x
     faster than torch's count over a bool dimension)."""
+    per_task = keep_masks.reshape(len(keep_masks), -1)  # (K, n); a 0-d tensor's stack is (K,)
     if keep_masks.is_cuda:
-        return torch.count_nonzero(keep_masks.flatten(1), dim=1).tolist()
-    return [int(np.count_nonzero(mask.numpy())) for mask in keep_masks.flatten(1)]
+        return torch.count_nonzero(per_task, dim=1).tolist()
+    return [int(np.count_nonzero(mask.numpy())) for mask in per_task]
 
 
 def sparsify_tensor(
