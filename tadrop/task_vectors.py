@@ -68,6 +68,19 @@ class ModelFamily:
             checkpoint.close()
 
 
+def task_name_problem(task: object) -> str | None:
+    """Why ``task`` cannot name a task (it becomes a folder name: EMR writes OUT/<task>/), or
+    None. A task name is one safe path component: not empty, not . or .., no / or \\."""
+    if not isinstance(task, str) or not task.strip():
+        return f"task name {task!r} is empty; name each task (e.g. sst2: path/to/model)"
+    if task in (".", "..") or any(char in task for char in "/\\\x00") or Path(task).is_absolute():
+        return (
+            f"task name {task!r} is not a safe folder name (it would write outside the output "
+            "folder); use one path component without / or \\, not . or .."
+        )
+    return None
+
+
 def _task_name_for(path: Path, used: set[str]) -> str:
     stem = path.name if path.is_dir() else path.stem
     name, suffix = stem, 2
@@ -140,10 +153,14 @@ def load_family(
     """
     if keys not in KEY_MODES:
         raise FamilyError(f"keys={keys!r} is not known; use one of {KEY_MODES}.")
-    base_checkpoint = base if isinstance(base, Checkpoint) else open_checkpoint(base)
     task_paths = _as_task_paths(finetuned)
     if not task_paths:
         raise FamilyError("No fine-tuned checkpoints given: pass at least one.")
+    for task in task_paths:
+        problem = task_name_problem(task)
+        if problem:
+            raise FamilyError(f"{problem}.")
+    base_checkpoint = base if isinstance(base, Checkpoint) else open_checkpoint(base)
     include_re = _compile(include, "include")
     exclude_re = _compile(exclude, "exclude")
     tasks: dict[str, Checkpoint] = {}

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 import numpy as np
 import torch
 
+from tadrop.params import describe, get_params, validate_params
 from tadrop.sparsify.base import Sparsifier
 
 if TYPE_CHECKING:
@@ -52,7 +53,8 @@ class MergeMethod:
     default_sparsifier: ClassVar[Callable[[], Sparsifier] | None] = None
 
     def validate(self) -> None:
-        """Raise ValueError naming the parameter and its allowed range."""
+        """Raise ValueError naming the parameter and its allowed range (rules that tie
+        parameters together; each parameter's own type and range come from its spec)."""
 
     def uses_sparse_values(self) -> bool:
         """False when merge_tensor reads only the sparsifier's keep-masks (then the walk skips
@@ -66,11 +68,11 @@ class MergeMethod:
         return MergeResult(self.name, self.get_params(), sparsifier, family)
 
     def get_params(self) -> dict[str, object]:
-        return {key: value for key, value in vars(self).items() if not key.startswith("_")}
+        """The constructor's parameters, as set: ``type(m)(**m.get_params())`` rebuilds ``m``."""
+        return get_params(self)
 
     def __repr__(self) -> str:
-        params = ", ".join(f"{key}={value!r}" for key, value in self.get_params().items())
-        return f"{type(self).__name__}({params})"
+        return describe(self)
 
 
 @dataclass
@@ -186,7 +188,7 @@ def iter_sparsified(
     from tadrop.task_vectors import iter_task_vectors
 
     if sparsifier is not None:
-        sparsifier.validate()
+        validate_params(sparsifier)
         if sparsifier.needs_fit:
             sparsifier.fit(family, device=device)
     total = len(family.tensor_names)
@@ -199,7 +201,7 @@ def iter_sparsified(
 
 
 def _prepare(method: MergeMethod, sparsifier: Sparsifier | None) -> Sparsifier | None:
-    method.validate()
+    validate_params(method)
     if sparsifier is None and method.default_sparsifier is not None:
         return method.default_sparsifier()
     return sparsifier

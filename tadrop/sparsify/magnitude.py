@@ -7,6 +7,8 @@ an exact global threshold (see ``global_scope``). Kept entries are not rescaled 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
@@ -21,12 +23,13 @@ if TYPE_CHECKING:
 
 class Magnitude(Sparsifier):
     name: ClassVar[str] = "magnitude"
+    # set by fit (scope="global"); read-only empty until then: __init__ only stores parameters
+    _drop_counts: Mapping[str, Mapping[str, int]] = MappingProxyType({})
 
     def __init__(self, density: float = 0.2, scope: str = "tensor", rescale: str = "none") -> None:
         self.density = density
         self.scope = scope
         self.rescale = rescale
-        self._drop_counts: dict[str, dict[str, int]] = {}
 
     def validate(self) -> None:
         super().validate()
