@@ -32,6 +32,7 @@ class ModelFamily:
     tensor_names: list[str]
     skipped: dict[str, str] = field(default_factory=dict)
     key_map: dict[str, dict[str, str]] = field(default_factory=dict)  # task -> base key -> key
+    notes: list[str] = field(default_factory=list)  # warnings a user should see (float dtypes)
 
     @property
     def task_names(self) -> list[str]:
@@ -61,6 +62,7 @@ class ModelFamily:
             "parameters": self.total_params,
             "dtypes": dtypes,
             "skipped": dict(self.skipped),
+            "notes": list(self.notes),
         }
 
     def close(self) -> None:
@@ -210,7 +212,41 @@ def load_family(
         raise FamilyError(
             "No tensor is left to merge: check include/exclude and that the checkpoints belong to one model."
         )
-    return ModelFamily(base_checkpoint, tasks, tensor_names, skipped, key_map)
+    notes = _tensor_checks(base_checkpoint, tasks, key_map, tensor_names)
+    return ModelFamily(base_checkpoint, tasks, tensor_names, skipped, key_map, notes)
+
+
+def _tensor_checks(
+    base: Checkpoint, tasks: dict[str, Checkpoint], key_map: dict, names: list[str]
+) -> list[str]:
+    """FamilyError for a tensor that cannot be merged (empty; an integer fine-tuned tensor
+    against a float base, whose task vector would be nonsense); notes for float dtypes that
+    differ (bf16 vs fp32 merges fine in float32, but the user should know)."""
+    notes: dict[tuple[str, str], list[str]] = {}
+    for name in names:
+        if any(size == 0 for size in base.shape(name)):
+            raise FamilyError(
+                f"Tensor {name!r} in {base.source} is empty (shape {tuple(base.shape(name))}): "
+                f"there is nothing to merge. Leave it out with exclude: '^{re.escape(name)}$' "
+                "(CLI: --exclude REGEX); it is then copied from the base."
+            )
+        for task, checkpoint in tasks.items():
+            base_dtype, task_dtype = base.dtype(name), checkpoint.dtype(key_map[task][name])
+            if not task_dtype.is_floating_point:
+                raise FamilyError(
+                    f"Tensor {name!r} of task {task!r} ({checkpoint.source}) is {task_dtype}, "
+                    f"the base ({base.source}) is {base_dtype}: an integer tensor cannot give a "
+                    "task vector. Check that the checkpoint is the fine-tuned model, or exclude "
+                    "the tensor with exclude: REGEX (CLI: --exclude)."
+                )
+            if task_dtype != base_dtype:
+                notes.setdefault((str(task_dtype), str(base_dtype)), []).append(f"{task}:{name}")
+    return [
+        f"{len(where)} fine-tuned tensor(s) are {task_dtype.removeprefix('torch.')} where the "
+        f"base is {base_dtype.removeprefix('torch.')} (e.g. {_listing(where, 3)}); they are "
+        "merged in float32 and written in the output dtype"
+        for (task_dtype, base_dtype), where in notes.items()
+    ]
 
 
 def _compile(pattern: str | None, what: str) -> re.Pattern[str] | None:

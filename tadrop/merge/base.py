@@ -230,7 +230,35 @@ def iter_merged(
             kept = count_kept(tensor.keep_masks)
             for task, count in zip(family.task_names, kept, strict=True):
                 result.kept[task] = result.kept.get(task, 0) + int(count)
-        yield tensor, method.merge_tensor(tensor)
+        merged = method.merge_tensor(tensor)
+        check_merged_finite(tensor.name, merged, method, result.sparsifier)
+        yield tensor, merged
+
+
+class NonFiniteMergeError(ValueError):
+    """A merged tensor holds NaN or Inf; nothing is written (the last guard before the writer)."""
+
+
+def merge_context(method: MergeMethod, sparsifier: Sparsifier | None) -> str:
+    """The parameters that produced a merge, for messages: ``method TIES(scaling=1.0, ...),
+    sparsifier Magnitude(density=0.2, ...)``."""
+    return f"method {describe(method)}, sparsifier {describe(sparsifier)}"
+
+
+def check_merged_finite(
+    name: str, merged: object, method: MergeMethod, sparsifier: Sparsifier | None
+) -> None:
+    """NonFiniteMergeError naming the tensor and the parameters when the merge made NaN/Inf
+    (finite inputs and finite parameters can still overflow float32)."""
+    delta = merged[0] if isinstance(merged, tuple) else merged  # EMR: the unified vector
+    if not isinstance(delta, torch.Tensor) or bool(torch.isfinite(delta.sum())):
+        return  # a finite sum rules out NaN and Inf in one pass
+    if bool(torch.isfinite(delta).all()):
+        return  # only the sum overflowed
+    raise NonFiniteMergeError(
+        f"The merged tensor {name!r} holds NaN or Inf values ({merge_context(method, sparsifier)}); "
+        "nothing was written. Check the parameters (a scaling or weight too large?) and the inputs."
+    )
 
 
 def run_merge(
