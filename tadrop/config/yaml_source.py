@@ -61,7 +61,7 @@ class KeyLines:
 MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: a run config is a page of text
 MAX_ALIASES = 100  # *references to &anchors
 MAX_DEPTH = 64  # nested mappings/lists (PyYAML's composer recurses per level)
-MAX_NODES = 100_000  # values after every alias is expanded (an alias bomb expands to billions)
+MAX_NODES = 10_000  # values after every alias is expanded (an alias bomb expands to billions)
 
 
 def read_yaml(path: Path) -> tuple[dict[str, Any], KeyLines]:
