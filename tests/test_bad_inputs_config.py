@@ -195,6 +195,11 @@ CASES = [
     # --- the YAML itself ---
     Case("yaml-alias-bomb", BOMB, "expands to more than 10,000 values"),
     Case("yaml-recursive-alias", "a: &a [*a]\n", "recursive alias"),
+    Case(
+        "yaml-too-many-aliases",
+        "a: &a 1\nb: [" + ", ".join(["*a"] * 101) + "]\n",
+        "more than 100 aliases",
+    ),
     Case("yaml-deep-nesting", "a: " + "[" * 500 + "]" * 500 + "\n", "nested deeper than 64"),
     Case("yaml-not-utf8", "", "run.yaml: not UTF-8 text", setup=_bytes(b"method: \xff ties\n")),
     Case("yaml-too-large", "", "larger than 1,048,576 bytes", setup=_bytes(b"#" * (1 << 21))),
