@@ -138,3 +138,16 @@ def test_della_hand_computed() -> None:
     keep = torch.tensor([True, False, True, False, True])
     applied = sparsifier.apply(tau, keep)
     assert torch.allclose(applied, torch.tensor([0.3 / 0.5, 0.0, 0.5 / 0.6, 0.0, -0.4 / 0.55]))
+
+
+@pytest.mark.parametrize(("kind", "name", "cls", "key"), FLOAT_PARAMS)
+def test_non_finite_is_refused_when_built_from_python(kind, name, cls, key, family_dir) -> None:
+    """No registry, no config: run_merge itself refuses the instance, naming the key."""
+    family = load_family(family_dir / "base", {t: family_dir / t for t in ("task0", "task1")})
+    instance = cls(**{key: math.nan})
+    method, sparsifier = (
+        (instance, None) if kind == "method" else (registry.METHODS["ties"](), instance)
+    )
+    with pytest.raises(ParameterError, match=rf"{key}: must be a finite number") as raised:
+        run_merge(family, method, sparsifier, device="cpu")
+    assert raised.value.key == key
