@@ -92,7 +92,10 @@ class ParamSpec:
             where = f" in {self.range}" if self.range else ""
             return f"must be a finite number{where} (default {self.default!r}), got {value!r}"
         if self.range is not None and value not in self.range:
-            return f"must lie in {self.range} (default {self.default!r}), got {value!r}"
+            return (
+                f"{self.name}={value!r} is outside {self.range}; choose a value in that range "
+                f"(default {self.default!r})"
+            )
         return None
 
     def _weights_problem(self, value: Any) -> str | None:

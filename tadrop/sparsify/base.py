@@ -104,19 +104,6 @@ def _check_choice(what: str, value: object, allowed: tuple[str, ...]) -> None:
         raise ParameterError(what, f"{what}={value!r} is not allowed; use one of {allowed}.")
 
 
-def check_fraction(
-    what: str, value: float, *, low_open: bool = True, high_closed: bool = True
-) -> None:
-    """Raise ValueError unless value lies in (0, 1] (or the interval the flags say)."""
-    low_ok = value > 0 if low_open else value >= 0
-    high_ok = value <= 1 if high_closed else value < 1
-    if not (low_ok and high_ok):
-        interval = ("(" if low_open else "[") + "0, 1" + ("]" if high_closed else ")")
-        raise ParameterError(
-            what, f"{what}={value!r} is outside {interval}; choose a value in that range."
-        )
-
-
 def rescale_factor(
     tau: torch.Tensor, keep_mask: torch.Tensor, mode: str, eps: float = 1e-12
 ) -> float:

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
+from tadrop.params import FRACTION, Range
 from tadrop.quantiles import smallest_abs_keep_mask
-from tadrop.sparsify.base import Sparsifier, check_fraction
+from tadrop.sparsify.base import Sparsifier
 from tadrop.sparsify.global_scope import global_drop_counts
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 class Magnitude(Sparsifier):
     name: ClassVar[str] = "magnitude"
+    param_ranges: ClassVar[dict[str, Range]] = {"density": FRACTION}  # checked by validate
     # set by fit (scope="global"); read-only empty until then: __init__ only stores parameters
     _drop_counts: Mapping[str, Mapping[str, int]] = MappingProxyType({})
 
@@ -30,10 +32,6 @@ class Magnitude(Sparsifier):
         self.density = density
         self.scope = scope
         self.rescale = rescale
-
-    def validate(self) -> None:
-        super().validate()
-        check_fraction("density", self.density)
 
     def keep_mask(self, tau: torch.Tensor, *, name: str = "", task: str = "") -> torch.Tensor:
         return smallest_abs_keep_mask(tau, self._drop_count(tau, name, task))
