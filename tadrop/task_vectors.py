@@ -163,23 +163,11 @@ def load_family(
         if problem:
             raise FamilyError(f"{problem}.")
     base_checkpoint = base if isinstance(base, Checkpoint) else open_checkpoint(base)
-    include_re = _compile(include, "include")
-    exclude_re = _compile(exclude, "exclude")
+    selected, skipped = _select(base_checkpoint, include, exclude)
     tasks: dict[str, Checkpoint] = {}
     for task, path in task_paths.items():
         tasks[task] = open_checkpoint(path, base=base_checkpoint)
     base_keys = base_checkpoint.keys()
-    skipped: dict[str, str] = {}
-    selected = []
-    for name in base_keys:
-        if include_re is not None and not include_re.search(name):
-            skipped[name] = f"not matched by include {include!r}"
-        elif exclude_re is not None and exclude_re.search(name):
-            skipped[name] = f"matched by exclude {exclude!r}"
-        elif not base_checkpoint.dtype(name).is_floating_point:
-            skipped[name] = f"non-float tensor ({base_checkpoint.dtype(name)}), never merged"
-        else:
-            selected.append(name)
     key_map = {}
     kept = set(selected)
     for task, checkpoint in tasks.items():
@@ -247,6 +235,26 @@ def _tensor_checks(
         "merged in float32 and written in the output dtype"
         for (task_dtype, base_dtype), where in notes.items()
     ]
+
+
+def _select(
+    base: Checkpoint, include: str | None, exclude: str | None
+) -> tuple[list[str], dict[str, str]]:
+    """The base's float tensors that include/exclude keep, and why each other one is skipped."""
+    include_re = _compile(include, "include")
+    exclude_re = _compile(exclude, "exclude")
+    skipped: dict[str, str] = {}
+    selected = []
+    for name in base.keys():
+        if include_re is not None and not include_re.search(name):
+            skipped[name] = f"not matched by include {include!r}"
+        elif exclude_re is not None and exclude_re.search(name):
+            skipped[name] = f"matched by exclude {exclude!r}"
+        elif not base.dtype(name).is_floating_point:
+            skipped[name] = f"non-float tensor ({base.dtype(name)}), never merged"
+        else:
+            selected.append(name)
+    return selected, skipped
 
 
 def _compile(pattern: str | None, what: str) -> re.Pattern[str] | None:

@@ -217,8 +217,12 @@ def semantic_problems(config: RunConfig) -> list[Problem]:
                     "sweeps sparsifier parameters but no sparsifier is chosen",
                 )
             )
-    if problems:
-        return problems
+    return problems or _grid_problems(config)
+
+
+def _grid_problems(config: RunConfig) -> list[Problem]:
+    """Build the classes of each grid point (rules that tie parameters together); the first
+    problem, at the sweep key when a swept value causes it."""
     for label, method_params, sparsifier_params in config.grid():
         problem = _range_problem(
             config, {"method_params": method_params, "sparsifier_params": sparsifier_params}
