@@ -139,7 +139,10 @@ def param_specs(cls: type) -> dict[str, ParamSpec]:
     if cls.__init__ is object.__init__:
         return {}
     signature = inspect.signature(cls.__init__)
-    hints = typing.get_type_hints(cls.__init__)
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except NameError:  # an annotation imported only for type checkers: kinds from defaults
+        hints = {}
     ranges: dict[str, Range] = getattr(cls, "param_ranges", {})
     specs = {}
     for name, parameter in signature.parameters.items():
