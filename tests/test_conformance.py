@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,46 @@ def test_non_finite_is_refused_when_built_from_python(kind, name, cls, key, fami
     with pytest.raises(ParameterError, match=rf"{key}: must be a finite number") as raised:
         run_merge(family, method, sparsifier, device="cpu")
     assert raised.value.key == key
+
+
+def test_a_new_class_gets_the_checks_from_its_signature() -> None:
+    """The spec is read from the constructor: no per-field code in a new class."""
+    from tadrop.merge import MergeMethod
+    from tadrop.params import FRACTION, Range
+
+    class Toy(MergeMethod):
+        param_ranges = {"share": FRACTION}
+
+        def __init__(
+            self,
+            share: float = 0.5,
+            steps: int = 3,
+            flag: bool = False,
+            weights: dict[str, float] | None = None,
+        ) -> None:
+            self.share = share
+            self.steps = steps
+            self.flag = flag
+            self.weights = weights
+
+    specs = param_specs(Toy)
+    assert {name: spec.kind for name, spec in specs.items()} == {
+        "share": "float",
+        "steps": "int",
+        "flag": "bool",
+        "weights": "weights",
+    }
+    assert specs["share"].range == FRACTION and str(FRACTION) == "(0, 1]"
+    assert str(Range(0, 1, high_open=True)) == "[0, 1)" and str(Range(0)) == ">= 0"
+    for params, key, fragment in [
+        ({"share": math.nan}, "share", "must be a finite number in (0, 1]"),
+        ({"share": 1.5}, "share", "share=1.5 is outside (0, 1]"),
+        ({"steps": 2.5}, "steps", "expected a whole number (default 3), got 2.5"),
+        ({"flag": 1}, "flag", "expected true or false"),
+        ({"weights": {"t": math.inf}}, "weights", "the weight of task 't' must be a finite"),
+        ({"weights": [1.0]}, "weights", "expected a mapping task -> number"),
+    ]:
+        with pytest.raises(ParameterError, match=re.escape(fragment)) as raised:
+            validate_params(Toy(**params))
+        assert raised.value.key == key
+    validate_params(Toy(share=1, steps=0, flag=True, weights={"t": 2}))
