@@ -212,12 +212,7 @@ def _tensor_checks(
     differ (bf16 vs fp32 merges fine in float32, but the user should know)."""
     notes: dict[tuple[str, str], list[str]] = {}
     for name in names:
-        if any(size == 0 for size in base.shape(name)):
-            raise FamilyError(
-                f"Tensor {name!r} in {base.source} is empty (shape {tuple(base.shape(name))}): "
-                f"there is nothing to merge. Leave it out with exclude: '^{re.escape(name)}$' "
-                "(CLI: --exclude REGEX); it is then copied from the base."
-            )
+        base.check_not_empty(name)  # the file, the tensor and the exclude: that leaves it out
         for task, checkpoint in tasks.items():
             base_dtype, task_dtype = base.dtype(name), checkpoint.dtype(key_map[task][name])
             if not task_dtype.is_floating_point:

@@ -168,7 +168,7 @@ CASES = [
     Case(
         "empty-tensor",
         HEAD + "method: task_arithmetic\n",
-        "'empty' in",
+        "tensor 'empty' has shape (0, 4), no elements",
         setup=_family_with({"empty": (0, 4)}),
     ),
     # --- outputs over inputs (even with --overwrite) ---
@@ -220,11 +220,20 @@ CASES = [
         "  method_params: {scaling: [0.1, 0.2, 0.3]}\n",
         "has 3 points",
     ),
-    # --- the last guard: finite parameters that still overflow float32 (exit 1) ---
+    # --- the last guards: finite parameters whose result does not fit (exit 1) ---
+    Case(
+        "float16-output-overflows-names-the-parameters",
+        HEAD + "method: task_arithmetic\nmethod_params: {scaling: 1000.0}\n"
+        "output: {path: out, dtype: float16}\n",
+        "It was made by: method task_arithmetic(scaling=1000.0, weights=None), sparsifier none",
+        code=1,
+        args=(),
+        setup=_retype(torch.float32),
+    ),
     Case(
         "merged-tensor-overflows",
         HEAD + "method: task_arithmetic\nmethod_params: {scaling: 1.0e+38}\noutput: {path: out}\n",
-        "holds NaN or Inf values (method TaskArithmetic(scaling=1e+38, weights=None), "
+        "holds NaN or Inf values (method task_arithmetic(scaling=1e+38, weights=None), "
         "sparsifier none); nothing was written",
         code=1,
         args=(),

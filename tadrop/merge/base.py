@@ -117,6 +117,18 @@ class MergeResult:
                 state[name] = output_tensor(self.family.base.get(name), dtype)
         return state
 
+    @property
+    def context(self) -> str:
+        """The parameters that produced the merge, for messages (the writer's guard quotes
+        it): ``method ties(scaling=1.0, ...), sparsifier magnitude(density=0.2, ...)``."""
+
+        def named(name: str, params: dict[str, object]) -> str:
+            return f"{name}({', '.join(f'{key}={value!r}' for key, value in params.items())})"
+
+        sparsifier = self.sparsifier
+        used = "none" if sparsifier is None else named(sparsifier.name, sparsifier.get_params())
+        return f"method {named(self.method, self.params)}, sparsifier {used}"
+
     def describe(self) -> dict[str, object]:
         """Provenance strings for the written checkpoint's metadata."""
         return {
@@ -231,7 +243,7 @@ def iter_merged(
             for task, count in zip(family.task_names, kept, strict=True):
                 result.kept[task] = result.kept.get(task, 0) + int(count)
         merged = method.merge_tensor(tensor)
-        check_merged_finite(tensor.name, merged, method, result.sparsifier)
+        check_merged_finite(tensor.name, merged, result.context)
         yield tensor, merged
 
 
@@ -239,15 +251,7 @@ class NonFiniteMergeError(ValueError):
     """A merged tensor holds NaN or Inf; nothing is written (the last guard before the writer)."""
 
 
-def merge_context(method: MergeMethod, sparsifier: Sparsifier | None) -> str:
-    """The parameters that produced a merge, for messages: ``method TIES(scaling=1.0, ...),
-    sparsifier Magnitude(density=0.2, ...)``."""
-    return f"method {describe(method)}, sparsifier {describe(sparsifier)}"
-
-
-def check_merged_finite(
-    name: str, merged: object, method: MergeMethod, sparsifier: Sparsifier | None
-) -> None:
+def check_merged_finite(name: str, merged: object, context: str) -> None:
     """NonFiniteMergeError naming the tensor and the parameters when the merge made NaN/Inf
     (finite inputs and finite parameters can still overflow float32)."""
     delta = merged[0] if isinstance(merged, tuple) else merged  # EMR: the unified vector
@@ -256,7 +260,7 @@ def check_merged_finite(
     if bool(torch.isfinite(delta).all()):
         return  # only the sum overflowed
     raise NonFiniteMergeError(
-        f"The merged tensor {name!r} holds NaN or Inf values ({merge_context(method, sparsifier)}); "
+        f"The merged tensor {name!r} holds NaN or Inf values ({context}); "
         "nothing was written. Check the parameters (a scaling or weight too large?) and the inputs."
     )
 
