@@ -158,6 +158,17 @@ CASES = [
         "base: models/base\nmodels:\n  '': models/task0\n  task1: models/task1\nmethod: emr\n",
         "is empty",
     ),
+    Case(
+        "demo-task-weight-unknown-task",
+        "demo: {zoo: text, size: quick}\nmethod: task_arithmetic\n"
+        "method_params: {weights: {taskX: 0.5}}\n",
+        "method_params.weights: names unknown task(s) ['taskX']",
+    ),
+    Case(
+        "demo-unknown-task",
+        "demo: {zoo: text, size: quick, tasks: [tweet_sentiment, nope]}\nmethod: emr\n",
+        "run.yaml:1: demo.tasks[1]: unknown task 'nope'; the text zoo has",
+    ),
     # --- the family: dtypes, empty tensors ---
     Case(
         "int32-finetuned-vs-float-base",

@@ -140,20 +140,36 @@ def _sweep_problems(config: RunConfig) -> list[Problem]:
     return problems
 
 
-def _task_problems(config: RunConfig) -> list[Problem]:
-    """Task names (EMR's task-model folders) are safe path components; weights name tasks."""
-    from tadrop import registry
-    from tadrop.params import param_specs
+def _task_names(config: RunConfig) -> tuple[list[str], list[Problem]]:
+    """The run's task names (the models' keys, or the demo zoo's tasks) and their problems:
+    a name is one safe path component (EMR's task-model folder), a demo task is in the zoo."""
     from tadrop.task_vectors import task_name_problem
 
-    known = list(config.models or {}) or (config.demo.tasks if config.demo else None) or []
-    where = "models" if config.models else ("demo", "tasks")
-    problems: list[Problem] = []
-    for index, task in enumerate(known):
-        problem = task_name_problem(task)
-        if problem:
-            location = ("models", task) if where == "models" else ("demo", "tasks", index)
-            problems.append((location, problem))
+    if config.models:
+        problems = [(("models", task), task_name_problem(task)) for task in config.models]
+        return list(config.models), [(where, text) for where, text in problems if text]
+    if config.demo is None:
+        return [], []
+    from tadrop.zoo.recipes import recipe_for
+
+    zoo_tasks = list(recipe_for(config.demo.zoo, config.demo.size).tasks)
+    unknown = [
+        (
+            ("demo", "tasks", index),
+            f"unknown task {task!r}; the {config.demo.zoo} zoo has {zoo_tasks}",
+        )
+        for index, task in enumerate(config.demo.tasks or [])
+        if task not in zoo_tasks
+    ]
+    return list(config.demo.tasks or zoo_tasks), unknown
+
+
+def _task_problems(config: RunConfig) -> list[Problem]:
+    """Task names are safe and known; per-task weights name only the run's tasks."""
+    from tadrop import registry
+    from tadrop.params import param_specs
+
+    known, problems = _task_names(config)
     if not known or problems:
         return problems
     for key, spec in param_specs(registry.METHODS[config.merge_spec()[0]]).items():
