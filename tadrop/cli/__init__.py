@@ -17,6 +17,7 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
+import traceback  # noqa: E402
 from collections.abc import Sequence
 from typing import Any
 
@@ -220,6 +221,13 @@ def _main(argv: list[str]) -> int:
         return interrupt_exit_code(interrupt)
     except (ValueError, RuntimeError, OSError) as error:
         console.error(str(error))
+        return EXIT_RUNTIME
+    except Exception as error:  # a bug: the traceback for a report, and still one JSON object
+        traceback.print_exc()
+        console.error(
+            f"internal error ({type(error).__name__}: {error}); please report it with the "
+            "traceback above."
+        )
         return EXIT_RUNTIME
 
 
