@@ -12,9 +12,10 @@ import streamlit as st
 
 from dashboard import state
 from tadrop.merge.emr import SPARSIFY_MODES
-from tadrop.merge.ties import DIVISORS, ELECT_MODES, ZERO_SIGN_MODES
+from tadrop.merge.ties import DIVISORS, ELECT_MODES, TIES_COMPAT, ZERO_SIGN_MODES
 from tadrop.registry import parameters_of
 from tadrop.sparsify.base import RESCALE_MODES, SCOPES
+from tadrop.sparsify.magnitude import COUNT_RULES
 from tadrop.task_vectors import ModelFamily
 
 MODELS_PAGE = "pages/models.py"
@@ -28,6 +29,8 @@ PARAMETER_CHOICES: dict[str, tuple[str, ...]] = {
     "zero_sign": ZERO_SIGN_MODES,
     "divisor": DIVISORS,
     "sparsify": SPARSIFY_MODES,
+    "count": COUNT_RULES,
+    "compat": (None, *TIES_COMPAT),
 }
 
 # Library errors are ValueError subclasses (CheckpointError, FamilyError, PathRefused...);
@@ -150,8 +153,8 @@ def parameter_inputs(
             values[name] = float(
                 container.number_input(label, value=float(default or 0.0), format="%.6g", key=key)
             )
-        elif default is None and "dict" in annotation:
-            continue  # per-task weights: not set from the dashboard (all tasks weigh 1)
+        elif default is None and ("dict" in annotation or "None" in annotation):
+            continue  # per-task weights, DARE's density: not set here (all tasks weigh 1; p)
         else:
             values[name] = container.text_input(
                 label, value="" if default is None else str(default), key=key

@@ -59,6 +59,15 @@ class MergeMethod:
         writing the sparsified, rescaled task vectors)."""
         return True
 
+    def fit(
+        self,
+        family: ModelFamily,
+        sparsifier: Sparsifier | None,
+        *,
+        device: str | torch.device = "auto",
+    ) -> None:
+        """A first pass over the family, for methods that need the whole model (default: none)."""
+
     def merge_tensor(self, tensor: SparsifiedTensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -214,6 +223,7 @@ def iter_merged(
     cancel: Cancel | None = None,
 ) -> Iterator[tuple[SparsifiedTensor, object]]:
     """Walk the family, yielding (tensor, method output) and counting kept entries in ``result``."""
+    method.fit(family, result.sparsifier, device=device)
     for tensor in iter_sparsified(
         family,
         result.sparsifier,
