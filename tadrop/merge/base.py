@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 import numpy as np
 import torch
 
+from tadrop.merge.save import save_result
 from tadrop.sparsify.base import Sparsifier
 
 if TYPE_CHECKING:
@@ -50,6 +51,8 @@ class MergeMethod:
 
     name: ClassVar[str] = "method"
     default_sparsifier: ClassVar[Callable[[], Sparsifier] | None] = None
+    # True: each merged tensor can be written as soon as it is made (merge_to_folder streams)
+    streams: ClassVar[bool] = True
 
     def validate(self) -> None:
         """Raise ValueError naming the parameter and its allowed range."""
@@ -93,6 +96,8 @@ class MergeResult:
     merged: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> float32 merged weight
     kept: dict[str, int] = field(default_factory=dict)  # task -> entries kept by the sparsifier
     total: int = 0  # entries per task vector
+    # False: one model (model_for); True: a folder of parts, written by write_parts (EMR)
+    writes_parts: ClassVar[bool] = False
 
     def add(self, tensor: SparsifiedTensor, merged_delta: torch.Tensor) -> None:
         self.merged[tensor.name] = (tensor.base + merged_delta).cpu()
@@ -135,8 +140,6 @@ class MergeResult:
         }
 
     def save(self, out_dir: str | Path, **write_options) -> Path:
-        from tadrop.merge.save import save_result
-
         return save_result(self, out_dir, **write_options)
 
 
