@@ -107,6 +107,10 @@ def run_mergekit(paths, family, work: Path) -> None:
             max_abs(ours.model_for(), theirs),
             f"weights {list(WEIGHTS.values())}, density {DENSITY}",
         )
+        if normalize:  # the same merge under tadrop's own defaults, to show what compat changes
+            own = run_merge(family, TIES(weights=WEIGHTS), device="cpu")
+            note = "tadrop's defaults (global round trim, tensor majority, mean): differs"
+            report("ties (tadrop defaults)", "mergekit", max_abs(own.model_for(), theirs), note)
     theirs = mergekit(
         paths, work, "breadcrumbs", {"weight": 1.0, "density": DENSITY, "gamma": GAMMA}, {}
     )
@@ -138,15 +142,18 @@ def run_peft(family) -> None:
     from peft.utils import merge_utils
 
     weights = torch.tensor([WEIGHTS[task] for task in family.task_names])
-    peft_ta, peft_ties = {}, {}
+    peft_ta, peft_ties, peft_frequency = {}, {}, {}
     for name, base, taus in task_stacks(family):
         peft_ta[name] = base + merge_utils.task_arithmetic(taus, weights)
         peft_ties[name] = base + merge_utils.ties(taus, weights, DENSITY)
+        peft_frequency[name] = base + merge_utils.ties(taus, weights, DENSITY, "frequency")
     ours = run_merge(family, TaskArithmetic(scaling=1.0, weights=WEIGHTS), device="cpu")
     report("task_arithmetic (weighted)", "peft", max_abs(ours.model_for(), peft_ta))
     ours = run_merge(family, TIES(compat="peft", weights=WEIGHTS), device="cpu")
     note = f"weights {list(WEIGHTS.values())}, density {DENSITY}"
     report("ties compat=peft", "peft", max_abs(ours.model_for(), peft_ties), note)
+    ours = run_merge(family, TIES(compat="peft", elect="count", weights=WEIGHTS), device="cpu")
+    report("ties compat=peft elect=count", "peft", max_abs(ours.model_for(), peft_frequency), note)
     run_dare_semantics(family, merge_utils)
 
 
@@ -208,15 +215,21 @@ def run_fusion_bench(family, paths) -> None:
 
     flat_base = state_dict_to_vector(base)
     flat = torch.vstack([state_dict_to_vector(t) for t in tasks.values()]) - flat_base
-    merged_tv = ties_merging(flat, reset_thresh=DENSITY, merge_func="sum")
-    theirs = vector_to_state_dict(flat_base + SCALING * merged_tv, base)
-    ours = run_merge(family, TIES(compat="fusion_bench", scaling=SCALING), device="cpu")
-    report(
-        "ties compat=fusion_bench",
-        "fusion_bench",
-        max_abs(ours.model_for(), dict(theirs)),
-        f"global threshold_ties trim, model-majority zero sign, sum; density {DENSITY}",
-    )
+    for merge_func in ("sum", "mean"):
+        merged_tv = ties_merging(flat, reset_thresh=DENSITY, merge_func=merge_func)
+        theirs = vector_to_state_dict(flat_base + SCALING * merged_tv, base)
+        if merge_func == "sum":
+            method = TIES(compat="fusion_bench", scaling=SCALING)
+        else:  # FusionBench's rules with merge_func mean
+            method = TIES(scaling=SCALING, zero_sign="model_majority", divisor="mean")
+        trim = Magnitude(density=DENSITY, compat="fusion_bench")
+        ours = run_merge(family, method, trim, device="cpu")
+        report(
+            f"ties compat=fusion_bench{'' if merge_func == 'sum' else ', merge_func mean'}",
+            "fusion_bench",
+            max_abs(ours.model_for(), dict(theirs)),
+            f"global threshold_ties trim, model-majority zero sign; density {DENSITY}",
+        )
 
     vectors = [{n: t[n] - base[n] for n in base} for t in tasks.values()]
     unified, masks, rescalers = emr_merge(vectors)
