@@ -96,3 +96,24 @@ def test_cli_merge_then_expand(tmp_path, capsys):
     written = load_file(str(tmp_path / "merged" / "task1" / "model.safetensors"))
     assert all(torch.equal(expanded[name], written[name]) for name in written)
     assert main(["emr", "expand", str(artifact), "--task", "nope", "-o", str(tmp_path / "n")]) == 2
+
+
+def test_writing_knows_no_method_and_has_no_import_circle():
+    """save.py writes whatever a result's write_parts says (EMR overrides it): it imports no
+    merge module, and nothing compares a method by class or name to decide how to write."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "tadrop"
+    tree = ast.parse((root / "merge" / "save.py").read_text())
+    imported = [
+        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    ]
+    assert not [module for module in imported if module.startswith("tadrop.merge")], imported
+    for path in [
+        root / "merge" / "save.py",
+        root / "merge" / "folder.py",
+        root / "cli" / "merge.py",
+    ]:
+        text = path.read_text()
+        assert "isinstance(method" not in text and "EMRResult" not in text, path
+        assert '== "emr"' not in text, path
