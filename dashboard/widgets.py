@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from tadrop.merge.emr import SPARSIFY_MODES
+from tadrop.merge.emr import OUTPUTS, SPARSIFY_MODES
 from tadrop.merge.ties import DIVISORS, ELECT_MODES, TIES_COMPAT, ZERO_SIGN_MODES
 from tadrop.registry import parameters_of
 from tadrop.sparsify.base import RESCALE_MODES, SCOPES
@@ -31,6 +31,7 @@ PARAMETER_CHOICES: dict[str, tuple[str, ...]] = {
     "sparsify": SPARSIFY_MODES,
     "count": COUNT_RULES,
     "compat": (None, *TIES_COMPAT),
+    "output": OUTPUTS,
 }
 
 # Library errors are ValueError subclasses (CheckpointError, FamilyError, PathRefused...);
