@@ -254,3 +254,16 @@ def test_dare_density_is_one_minus_p():
 def test_dare_refuses_p_and_density_together():
     with pytest.raises(ValueError, match="both p=0.7 and density=0.3"):
         DARE(p=0.7, density=0.3).validate()
+
+
+def test_model_majority_pass_does_not_fit_the_global_trim_twice(tmp_path, monkeypatch):
+    import tadrop.sparsify.magnitude as magnitude
+
+    calls = []
+    original = magnitude.global_drop_counts
+    monkeypatch.setattr(
+        magnitude, "global_drop_counts", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
+    family = family_of(tmp_path, PRESET_TASKS)
+    run_merge(family, TIES(compat="fusion_bench"), device="cpu")
+    assert len(calls) == 1

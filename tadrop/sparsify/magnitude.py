@@ -79,6 +79,7 @@ class Magnitude(Sparsifier):
         self.count = count
         self.compat = compat
         self._drop_counts: dict[str, dict[str, int]] = {}
+        self._fitted: tuple[object, ...] = ()  # (family, density, rules) of the last fit
 
     def validate(self) -> None:
         super().validate()
@@ -133,8 +134,13 @@ class Magnitude(Sparsifier):
         return tau.numel() - keep
 
     def fit(self, family: ModelFamily, *, device: str | torch.device = "auto") -> Magnitude:
+        """Global scope: the drop counts (two passes; skipped when this family was fitted with
+        the same parameters, e.g. by a method's own first pass)."""
         self.validate()
         rules = self._rules()
+        key = (self.density, rules["scope"], rules["count"])
+        if self._fitted and self._fitted[0] is family and self._fitted[1:] == key:
+            return self
         if rules["scope"] == "global":
             ties = rules["count"] == "threshold_ties"
 
@@ -146,6 +152,7 @@ class Magnitude(Sparsifier):
             self._drop_counts = global_drop_counts(
                 family, drop_count, device=device, below_only=ties
             )
+            self._fitted = (family, *key)
         return self
 
 
