@@ -30,6 +30,7 @@ from make_family import SHAPES, make_family  # noqa: E402
 
 from tadrop.io import open_checkpoint  # noqa: E402
 from tadrop.merge import EMR, TIES, TaskArithmetic, run_merge  # noqa: E402
+from tadrop.merge.ties import disjoint_merge, elect_signs  # noqa: E402
 from tadrop.sparsify import DARE, Breadcrumbs, Magnitude  # noqa: E402
 from tadrop.task_vectors import load_family  # noqa: E402
 
@@ -281,11 +282,104 @@ def run_lora(paths, work: Path) -> None:
     )
 
 
+# --- a tie-heavy family: every delta a multiple of 2^-12, so ties at the cut and exact zero
+# sums are everywhere (the base is rounded to multiples of 2^-14, so base + delta is exact) ---
+
+
+def quantized_family(paths, root: Path):
+    import dataclasses
+    import shutil
+
+    from tadrop.io import write_checkpoint
+
+    def rounded(values: torch.Tensor, step: float) -> torch.Tensor:
+        return torch.round(values / step) * step
+
+    base = {n: rounded(t, 2.0**-14) for n, t in state(paths.base).items()}
+    folders = {}
+    for task, folder in {"base": paths.base, **paths.tasks}.items():
+        out = root / "quantized" / task
+        if task == "base":
+            tensors = base
+        else:
+            tensors = {
+                n: base[n] + rounded(t - state(paths.base)[n], 2.0**-12)
+                for n, t in state(folder).items()
+            }
+        if not out.exists():
+            write_checkpoint(iter(tensors.items()), out)
+            shutil.copy(paths.base / "config.json", out / "config.json")
+        folders[task] = out
+    base_folder = folders.pop("base")
+    return dataclasses.replace(paths, base=base_folder, tasks=folders)
+
+
+def differing(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]) -> int:
+    return sum(int((ours[n] != theirs[n]).sum()) for n in ours)
+
+
+def run_quantized(paths, root: Path) -> None:
+    from fusion_bench.method.ties_merging.ties_merging_utils import (
+        state_dict_to_vector,
+        ties_merging,
+        vector_to_state_dict,
+    )
+    from mergekit import sparsify
+    from peft.utils import merge_utils
+
+    quantized = quantized_family(paths, root)
+    family = load_family(quantized.base, quantized.tasks)
+    work = root / "work-quantized"
+    work.mkdir(parents=True, exist_ok=True)
+    label = "ties compat={} [quantized]"
+    weight = lambda task: WEIGHTS[task]  # noqa: E731
+    theirs = mergekit(quantized, work, "ties", {"weight": weight, "density": DENSITY}, {})
+    ours = run_merge(family, TIES(compat="mergekit", weights=WEIGHTS), device="cpu").model_for()
+    weights = torch.tensor([WEIGHTS[task] for task in family.task_names])
+    on_their_trim = {}  # tadrop's election and merge on mergekit's own trimmed tensors
+    for name, base_tensor, taus in task_stacks(family):
+        trimmed = torch.stack([sparsify.magnitude(tau, DENSITY) for tau in taus])
+        voters = trimmed * weights.reshape((-1,) + (1,) * (trimmed.dim() - 1))
+        signs = elect_signs(voters, "mass", "positive")
+        merged = disjoint_merge(voters, signs, "weight_sum", weights, weighted=True)
+        on_their_trim[name] = base_tensor + merged
+    note = (
+        f"{differing(ours, theirs)} entries differ: ties at the cut broken differently; on "
+        f"mergekit's own trim: {max_abs(on_their_trim, theirs):.1e}"
+    )
+    report(label.format("mergekit"), "mergekit", max_abs(ours, theirs), note)
+    theirs = {
+        name: base + merge_utils.ties(taus, weights, DENSITY)
+        for name, base, taus in task_stacks(family)
+    }
+    ours = run_merge(family, TIES(compat="peft", weights=WEIGHTS), device="cpu").model_for()
+    # the same election and merge on PEFT's own trimmed tensors: what is left is the tie choice
+    on_their_trim = {}
+    for name, base_tensor, taus in task_stacks(family):
+        trimmed = torch.stack([merge_utils.prune(tau, DENSITY, "magnitude") for tau in taus])
+        signs = elect_signs(trimmed, "mass", "positive")
+        on_their_trim[name] = base_tensor + disjoint_merge(trimmed, signs, "mean", weights)
+    note = (
+        f"{differing(ours, theirs)} entries differ: ties at the cut broken differently; on "
+        f"PEFT's own trim: {max_abs(on_their_trim, theirs):.1e}"
+    )
+    report(label.format("peft"), "peft", max_abs(ours, theirs), note)
+    base = state(quantized.base)
+    flat_base = state_dict_to_vector(base)
+    flat = torch.vstack([state_dict_to_vector(state(f)) for f in quantized.tasks.values()])
+    merged_tv = ties_merging(flat - flat_base, reset_thresh=DENSITY, merge_func="sum")
+    theirs = dict(vector_to_state_dict(flat_base + SCALING * merged_tv, base))
+    ours = run_merge(family, TIES(compat="fusion_bench", scaling=SCALING), device="cpu").model_for()
+    report(label.format("fusion_bench"), "fusion_bench", max_abs(ours, theirs), "every tie kept")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", default="/tmp/tadrop-peers", help="family and outputs")
     parser.add_argument("--json", help="also write the rows to this JSON file")
-    parser.add_argument("--only", action="append", help="mergekit, peft, fusion_bench or lora")
+    parser.add_argument(
+        "--only", action="append", help="mergekit, peft, fusion_bench, lora or quantized"
+    )
     args = parser.parse_args(argv)
     root = Path(args.root)
     paths = make_family(root / "family", SHAPES["tiny"], dtype=torch.float32, log=lambda _: None)
@@ -294,12 +388,13 @@ def main(argv: list[str] | None = None) -> int:
     family = load_family(paths.base, paths.tasks)
     print(f"family: tiny Llama, {family.total_params:,} parameters, tasks {family.task_names}")
     print(f"{'method':28s} {'peer':13s} {'max |diff|':>9s}  note")
-    only = set(args.only or ["mergekit", "peft", "fusion_bench", "lora"])
+    only = set(args.only or ["mergekit", "peft", "fusion_bench", "lora", "quantized"])
     runs = {
         "mergekit": lambda: run_mergekit(paths, family, work),
         "peft": lambda: run_peft(family),
         "fusion_bench": lambda: run_fusion_bench(family, paths),
         "lora": lambda: run_lora(paths, work),
+        "quantized": lambda: run_quantized(paths, root),
     }
     for name, run in runs.items():
         if name in only:
