@@ -5,7 +5,7 @@ parameters, method, sparsifier and a memory estimate. The estimate follows ``mer
 the walk holds one tensor name at a time (base, K task vectors, K sparsified copies, K masks);
 merged tensors stream to the writer, which holds at most one shard; a method that does not
 stream (EMR) holds its result (``method.held_bytes``: EMR's unified vector and base in float32
-plus K bit masks), then writes ``method.written_models`` full models one at a time.
+plus K bit masks), then writes its models one at a time (``method.disk_bytes``).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def estimate_memory(family, method, out_dtype: str, max_shard_bytes: int) -> Mem
     working = 4 * largest * (2 * tasks + 3) + tasks * largest
     if not method.streams:  # merged in memory, then each model converted and written
         held, write = method.held_bytes(merged, tasks), out_bytes + unmerged
-        disk = method.written_models(tasks) * (out_bytes + unmerged)
+        disk = method.disk_bytes(out_bytes + unmerged, merged, tasks)
     else:  # streamed: merged tensors go to the writer, at most one shard held
         held, write = 0, min(max_shard_bytes, out_bytes + unmerged)
         disk = out_bytes + unmerged

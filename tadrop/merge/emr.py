@@ -151,9 +151,12 @@ class EMR(MergeMethod):
         """Memory of the result before writing: tau_uni and base in float32, K bit masks."""
         return 8 * parameters + tasks * parameters // 8
 
-    def written_models(self, tasks: int) -> int:
-        """Full models the output folder holds (the artifact is about one float32 model)."""
-        return tasks if self.output in ("task_models", "both") else 0
+    def disk_bytes(self, model_bytes: int, parameters: int, tasks: int) -> int:
+        """What ``output`` writes: K models of ``model_bytes`` and/or the artifact (float32
+        tau_uni and K bit masks of the ``parameters`` merged entries)."""
+        models = tasks * model_bytes if self.output in ("task_models", "both") else 0
+        artifact = 4 * parameters + tasks * parameters // 8 if self.output != "task_models" else 0
+        return models + artifact
 
     def uses_sparse_values(self) -> bool:
         return self.sparsify == "pre"  # "mask" ANDs the keep-masks with EMR's own masks
