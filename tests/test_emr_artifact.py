@@ -117,3 +117,12 @@ def test_writing_knows_no_method_and_has_no_import_circle():
         text = path.read_text()
         assert "isinstance(method" not in text and "EMRResult" not in text, path
         assert '== "emr"' not in text, path
+
+
+def test_dry_run_disk_estimate_follows_the_output():
+    # 3 task models of 100 bytes; artifact: 50 float32 entries (200 B) + 3 x 50 bits (18 B)
+    assert EMR().disk_bytes(100, 50, 3) == 300
+    assert EMR(output="compact").disk_bytes(100, 50, 3) == 218
+    assert EMR(output="both").disk_bytes(100, 50, 3) == 518
+    with pytest.raises(ValueError, match="output='zip' is not allowed"):
+        EMR(output="zip").validate()
