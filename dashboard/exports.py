@@ -1,8 +1,10 @@
-"""What the Export page writes: figure files, the statistics table as bytes, a zip, and the
-YAML config that reproduces a run with the CLI. No streamlit import."""
+"""What the Export page writes: the merged checkpoint (EMR: task models and/or its compact
+artifact), figure files, the statistics table as bytes, a zip, and the YAML config that
+reproduces a run with the CLI. No streamlit import."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import tempfile
 import zipfile
@@ -23,6 +25,25 @@ from tadrop.io import atomic_write_bytes
 from tadrop.stats import save_stats
 
 PLOTLY_JS = "plotly.min.js"
+# what a result that writes parts (EMR) may write: label -> the method's ``output`` value
+PART_LAYOUTS = {
+    "Task models (one folder per task)": "task_models",
+    "Compact artifact (unified vector, bit masks, rescalers)": "compact",
+    "Both": "both",
+}
+
+
+def write_merged(
+    result: Any, target: Path, *, overwrite: bool, layout: str | None = None
+) -> tuple[Path, float | None]:
+    """Write a run's merged model to ``target``; ``layout`` (one of ``PART_LAYOUTS``' values)
+    chooses what a result that writes parts (EMR) writes. Returns the folder and, when the
+    compact artifact was written, its size as a fraction of the K full task models."""
+    if layout is not None and result.writes_parts:
+        result = dataclasses.replace(result, params={**result.params, "output": layout})
+    written = result.save(target, overwrite=overwrite)
+    artifact = getattr(result, "artifact", None)
+    return written, (artifact["size_ratio"] if artifact else None)
 
 
 def figure_files(figures: Mapping[str, go.Figure], *, png: bool) -> dict[str, bytes]:

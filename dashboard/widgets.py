@@ -10,10 +10,11 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from tadrop.merge.emr import SPARSIFY_MODES
-from tadrop.merge.ties import DIVISORS, ELECT_MODES, ZERO_SIGN_MODES
+from tadrop.merge.emr import OUTPUTS, SPARSIFY_MODES
+from tadrop.merge.ties import DIVISORS, ELECT_MODES, TIES_COMPAT, ZERO_SIGN_MODES
 from tadrop.registry import param_specs, parameters_of
 from tadrop.sparsify.base import RESCALE_MODES, SCOPES
+from tadrop.sparsify.magnitude import COUNT_RULES
 from tadrop.task_vectors import ModelFamily
 
 MODELS_PAGE = "pages/models.py"
@@ -27,6 +28,9 @@ PARAMETER_CHOICES: dict[str, tuple[str, ...]] = {
     "zero_sign": ZERO_SIGN_MODES,
     "divisor": DIVISORS,
     "sparsify": SPARSIFY_MODES,
+    "count": COUNT_RULES,
+    "compat": (None, *TIES_COMPAT),
+    "output": OUTPUTS,
 }
 
 # Library errors are ValueError subclasses (CheckpointError, FamilyError, PathRefused...);
@@ -134,6 +138,8 @@ def parameter_inputs(
             options = list(PARAMETER_CHOICES[name])
             index = options.index(default) if default in options else 0
             values[name] = container.selectbox(label, options, index=index, key=key)
+        elif kind == "weights" or default is None:
+            continue  # per-task weights, DARE's density: not set here (all tasks weigh 1; p)
         elif kind == "bool":
             values[name] = container.checkbox(label, value=bool(default), key=key)
         elif kind == "int":
@@ -144,8 +150,6 @@ def parameter_inputs(
             values[name] = float(
                 container.number_input(label, value=float(default or 0.0), format="%.6g", key=key)
             )
-        elif kind == "weights":
-            continue  # per-task weights: not set from the dashboard (all tasks weigh 1)
         else:
             values[name] = container.text_input(
                 label, value="" if default is None else str(default), key=key

@@ -276,6 +276,23 @@ def test_export_writes_the_model_and_a_config_the_cli_accepts(family_source, dat
     assert validate_config(config, folder=data_root).method == "emr"
 
 
+def test_export_writes_emrs_compact_artifact(family_source, data_root):
+    app = open_app(family_source, "merge")
+    app.checkbox(key="merge_compare").uncheck().run()
+    app.button(key="merge_run").click().run()
+    app.switch_page("pages/export.py").run()
+    app.radio(key="export_layout").set_value(
+        "Compact artifact (unified vector, bit masks, rescalers)"
+    ).run()
+    app.text_input(key="export_dir").set_value("out/compact").run()
+    app.button(key="export_write").click().run()
+    assert not app.exception and not messages(app, "error")
+    written = data_root / "out" / "compact"
+    assert [path.name for path in written.iterdir()] == ["emr_artifact"]
+    assert (written / "emr_artifact" / "manifest.json").is_file()
+    assert any("compact artifact is" in text for text in messages(app, "info"))
+
+
 def test_export_refuses_a_folder_outside_the_root(family_source):
     app = open_app(family_source, "merge")
     app.button(key="merge_run").click().run()

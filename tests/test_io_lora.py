@@ -121,6 +121,44 @@ def test_embedding_update_is_transposed(tmp_path, base):
     torch.testing.assert_close(delta, expected)
 
 
+def test_peft_default_save_of_a_targeted_embedding(tmp_path, base):
+    """PEFT's save_embedding_layers="auto" stores the embedding's own weight as
+    <module>.base_layer.weight beside lora_embedding_A/B: the model is that weight + update."""
+    lora_a = torch.tensor([[1.0, 0.0, 0.0, 0.0, 2.0]])  # (r=1, vocab=5)
+    lora_b = torch.tensor([[1.0], [0.0], [-1.0]])  # (dim=3, r=1)
+    stored = base.get("model.embed_tokens.weight").clone()
+    stored[2] = 7.0  # a copy that differs from the base, to see which one is used
+    adapter = write_adapter(
+        tmp_path / "adapter",
+        {
+            f"{PREFIX}model.embed_tokens.base_layer.weight": stored,
+            f"{PREFIX}model.embed_tokens.lora_embedding_A": lora_a,
+            f"{PREFIX}model.embed_tokens.lora_embedding_B": lora_b,
+        },
+        r=1,
+        lora_alpha=1,
+    )
+    checkpoint = open_checkpoint(adapter, base=base)
+    # row 0 gets +[1, 0, -1], row 4 +[2, 0, -2] (the update s * (B A)^T), on the stored copy
+    expected = stored.clone()
+    expected[0] += torch.tensor([1.0, 0.0, -1.0])
+    expected[4] += torch.tensor([2.0, 0.0, -2.0])
+    torch.testing.assert_close(checkpoint.get("model.embed_tokens.weight"), expected)
+    torch.testing.assert_close(
+        checkpoint.delta("model.embed_tokens.weight"),
+        expected - base.get("model.embed_tokens.weight"),
+    )
+    assert checkpoint.adapted_keys == ["model.embed_tokens.weight"]
+
+
+def test_resized_embedding_base_layer_is_refused(tmp_path, base):
+    adapter = write_adapter(
+        tmp_path / "adapter", {f"{PREFIX}model.embed_tokens.base_layer.weight": torch.zeros(6, 3)}
+    )
+    with pytest.raises(CheckpointError, match="resized during fine-tuning"):
+        open_checkpoint(adapter, base=base)
+
+
 def test_conv_update_keeps_the_kernel_in_a(tmp_path, base):
     generator = torch.Generator().manual_seed(1)
     lora_a = torch.randn(2, 2, 3, 3, generator=generator)  # (r, in, kh, kw)

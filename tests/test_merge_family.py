@@ -189,7 +189,7 @@ def test_emr_save_refuses_input_folder_and_existing_output(family, tmp_path):
 
 @pytest.mark.parametrize("method_name", ["task_arithmetic", "ties", "averaging", "emr"])
 def test_streaming_save_equals_in_memory_merge(family, tmp_path, method_name):
-    from tadrop.merge.save import merge_to_folder
+    from tadrop.merge.folder import merge_to_folder
 
     method, sparsifier = build_merge(method_name, "tadrop")
     expected = run_merge(family, method, sparsifier, device="cpu")
@@ -205,7 +205,7 @@ def test_streaming_save_equals_in_memory_merge(family, tmp_path, method_name):
 
 
 def test_cancelled_streaming_save_leaves_nothing(family, tmp_path):
-    from tadrop.merge.save import merge_to_folder
+    from tadrop.merge.folder import merge_to_folder
 
     cancel = threading.Event()
     before = sorted(tmp_path.iterdir())
@@ -235,7 +235,7 @@ def test_averaging_takes_no_parameters():
 def test_output_dtype_converts_every_float_tensor_not_only_merged_ones(
     tmp_path, streaming, method_name
 ):
-    from tadrop.merge.save import merge_to_folder
+    from tadrop.merge.folder import merge_to_folder
 
     base_dir, task_dirs = write_family(tmp_path / "family")
     # The query weights are excluded: they stay at the base, but must still be written in bf16.

@@ -35,14 +35,30 @@ else:
     target = folder_input(
         "Folder (Hugging Face style; EMR: one subfolder per task)", default, "export_dir"
     )
+    layout = None
+    if record.result.writes_parts:
+        layout_label = st.radio(
+            "EMR writes", list(exports.PART_LAYOUTS), key="export_layout", horizontal=True
+        )
+        layout = exports.PART_LAYOUTS[layout_label]
+        st.caption(
+            "The compact artifact rebuilds any task model bit-exactly: "
+            "`tadrop emr expand FOLDER/emr_artifact --task NAME -o OUT`."
+        )
     overwrite = st.checkbox("Replace the folder if it exists", key="export_overwrite")
     if target is not None and st.button(
         "Write the merged checkpoint", type="primary", key="export_write"
     ):
         with st.spinner(f"Writing {target}…"), paths.inside_roots(roots):
-            written = widgets.call_or_error(
-                lambda: record.result.save(target, overwrite=overwrite), what="Writing"
+            outcome = widgets.call_or_error(
+                lambda: exports.write_merged(
+                    record.result, target, overwrite=overwrite, layout=layout
+                ),
+                what="Writing",
             )
+        written, ratio = outcome if outcome is not None else (None, None)
+        if ratio is not None:
+            st.info(f"The compact artifact is {ratio:.3f} × the size of the full task models.")
         if written is not None:
             files = sorted(
                 str(path.relative_to(written)) for path in written.rglob("*") if path.is_file()

@@ -21,6 +21,7 @@ import traceback  # noqa: E402
 from collections.abc import Sequence
 from typing import Any
 
+from tadrop.cli.emr import add_emr_parser  # noqa: E402
 from tadrop.cli.output import (  # noqa: E402
     EXIT_OK,
     EXIT_RUNTIME,
@@ -154,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--overwrite", action="store_true", help="replace an existing report")
     report.add_argument("--device", default="auto")
+    add_emr_parser(commands, common, _Parser)
     return parser
 
 
@@ -182,6 +184,10 @@ def _dispatch(args: argparse.Namespace, console: Console) -> Any:
         from tadrop.cli.report import command_report
 
         return command_report(args, console)
+    if args.command == "emr":
+        from tadrop.cli.emr import command_emr
+
+        return command_emr(args, console)
     raise UsageError("no command given; run `tadrop --help` for the list.")
 
 

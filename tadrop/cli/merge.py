@@ -3,8 +3,9 @@
 ``--dry-run`` opens only the checkpoint headers and prints what would be done: tensors,
 parameters, method, sparsifier and a memory estimate. The estimate follows ``merge_to_folder``:
 the walk holds one tensor name at a time (base, K task vectors, K sparsified copies, K masks);
-merged tensors stream to the writer, which holds at most one shard; EMR instead keeps its
-unified vector and base in float32 plus K bit masks, then converts one task model at a time.
+merged tensors stream to the writer, which holds at most one shard; a method that does not
+stream (EMR) holds its result (``method.held_bytes``: EMR's unified vector and base in float32
+plus K bit masks), then writes its models one at a time (``method.disk_bytes``).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class MemoryEstimate:
         return self.working_bytes + self.held_bytes + self.write_bytes
 
 
-def estimate_memory(family, method: str, out_dtype: str, max_shard_bytes: int) -> MemoryEstimate:
+def estimate_memory(family, method, out_dtype: str, max_shard_bytes: int) -> MemoryEstimate:
     tasks = len(family.task_names)
     largest = max(family.numel(name) for name in family.tensor_names)
     merged = family.total_params
@@ -72,9 +73,9 @@ def estimate_memory(family, method: str, out_dtype: str, max_shard_bytes: int) -
     base_bytes = sum(family.base.nbytes(name) for name in family.tensor_names)
     out_bytes = base_bytes if out_dtype == "auto" else merged * DTYPE_BYTES[out_dtype]
     working = 4 * largest * (2 * tasks + 3) + tasks * largest
-    if method == "emr":  # merged in memory, then each task's model converted and written
-        held, write = 8 * merged + tasks * merged // 8, out_bytes + unmerged
-        disk = tasks * (out_bytes + unmerged)
+    if not method.streams:  # merged in memory, then each model converted and written
+        held, write = method.held_bytes(merged, tasks), out_bytes + unmerged
+        disk = method.disk_bytes(out_bytes + unmerged, merged, tasks)
     else:  # streamed: merged tensors go to the writer, at most one shard held
         held, write = 0, min(max_shard_bytes, out_bytes + unmerged)
         disk = out_bytes + unmerged
@@ -104,7 +105,9 @@ def point_dir(out: Path, label: str) -> Path:
 
 def plan(config: RunConfig, family, out: Path | None) -> dict[str, Any]:
     method, sparsifier = config.merge_spec()
-    memory = estimate_memory(family, method, config.output.dtype, config.output.max_shard_size)
+    _, method_params, sparsifier_params = config.grid()[0]
+    built, _ = config.build(method_params, sparsifier_params)
+    memory = estimate_memory(family, built, config.output.dtype, config.output.max_shard_size)
     summary = family.summary()
     return {
         "config": str(config.source) if config.source else None,
@@ -172,7 +175,7 @@ def merge_points(config: RunConfig, family, console: Console, *, device: str):
 
 def command_merge(args, console: Console) -> dict[str, Any]:
     from tadrop.config import load_config
-    from tadrop.merge.save import merge_to_folder
+    from tadrop.merge.folder import merge_to_folder
 
     with checking_inputs():
         config = load_config(args.config)
@@ -225,6 +228,13 @@ def command_merge(args, console: Console) -> dict[str, Any]:
             {"point": label, "path": str(path), "seconds": round(seconds, 3), "sparsity": sparsity}
         )
         console.info(f"wrote {path} in {seconds:.1f} s (sparsity {_mean(sparsity):.3f})")
+        artifact = getattr(result, "artifact", None)  # EMR's compact artifact, when written
+        if artifact:
+            written[-1]["compact_size_ratio"] = artifact["size_ratio"]
+            console.info(
+                f"compact artifact: {artifact['size_ratio']:.3f} x the size of "
+                f"{len(artifact['tasks'])} full task models"
+            )
     text = "\n".join(f"{item['path']}  sparsity {_mean(item['sparsity']):.3f}" for item in written)
     console.result({"outputs": written, "plan": report}, text)
     return {"outputs": written}

@@ -33,6 +33,16 @@ def _param_problems(
         message = specs[key].problem(value)
         if message:
             problems.append(((section, key), message))
+    # pairs of keys that say the same thing (DARE's p and density = 1 - p): only one may be given
+    for first, second in getattr(cls, "exclusive_params", ()):
+        if params.get(first) is not None and params.get(second) is not None:
+            problems.append(
+                (
+                    (section, second),
+                    f"{kind} {name!r} got both {first!r} and {second!r}, which say the same "
+                    f"thing; give only one of them",
+                )
+            )
     return problems
 
 

@@ -25,6 +25,10 @@ _LINEAR_KEY = re.compile(r"^(?P<module>.+)\.lora_(?P<half>[AB])(?:\.[^.]+)?\.wei
 # <module>.lora_embedding_A, <module>.lora_embedding_A.<adapter name>
 _EMBEDDING_KEY = re.compile(r"^(?P<module>.+)\.lora_embedding_(?P<half>[AB])(?:\.[^.]+)?$")
 _SAVED_MODULE = ".modules_to_save."
+# PEFT's default save_embedding_layers="auto" also stores a targeted embedding's own weight as
+# <module>.base_layer.weight (the frozen base weight, or the resized one): the adapted tensor is
+# that weight plus the LoRA update.
+_BASE_LAYER = ".base_layer."
 _DEFAULT_R = 8  # PEFT's LoraConfig defaults
 _DEFAULT_ALPHA = 8
 
@@ -72,6 +76,7 @@ class LoraCheckpoint(Checkpoint):
         self._check_config()
         self._updates: dict[str, LoraUpdate] = {}
         self._replacements: dict[str, str] = {}  # base name -> adapter name of a full tensor
+        self._base_layers: dict[str, str] = {}  # base name -> adapter name of its base_layer copy
         self._map_adapter_keys()
 
     # --- mapping adapter names onto base names -------------------------------------------------
@@ -101,7 +106,11 @@ class LoraCheckpoint(Checkpoint):
         unmapped = []
         for key in self.adapter.keys():
             match = _LINEAR_KEY.match(key) or _EMBEDDING_KEY.match(key)
-            if match:
+            if _BASE_LAYER in key:
+                target = self._resolve_full_tensor(key.replace(_BASE_LAYER, "."))
+                if target is not None:
+                    self._add_base_layer(target, key)
+            elif match:
                 target = self._resolve(match["module"], "weight")
                 if target is not None:
                     halves.setdefault(target, {})[match["half"]] = key
@@ -153,6 +162,16 @@ class LoraCheckpoint(Checkpoint):
                 f"base tensor {target!r} has {self.base.shape(target)}; wrong base model?"
             )
         self._replacements[target] = key
+
+    def _add_base_layer(self, target: str, key: str) -> None:
+        if self.adapter.shape(key) != self.base.shape(target):
+            raise CheckpointError(
+                f"{self.source}: adapter tensor {key!r} has shape {self.adapter.shape(key)} but "
+                f"base tensor {target!r} has {self.base.shape(target)}: the embedding was resized "
+                "during fine-tuning. Merge the adapter with PEFT's merge_and_unload() and pass the "
+                "merged model (with a base of the same vocabulary size) instead."
+            )
+        self._base_layers[target] = key
 
     def _add_update(self, target: str, pair: dict[str, str], embedding: bool) -> None:
         if set(pair) != {"A", "B"}:
@@ -206,20 +225,21 @@ class LoraCheckpoint(Checkpoint):
     @property
     def adapted_keys(self) -> list[str]:
         """Base tensors the adapter changes."""
-        return [
-            name for name in self.base.keys() if name in self._updates or name in self._replacements
-        ]
+        changed = {*self._updates, *self._replacements, *self._base_layers}
+        return [name for name in self.base.keys() if name in changed]
 
     def delta(self, name: str) -> torch.Tensor | None:
         """float32 change the adapter makes to tensor `name` (s * B @ A), or None if unchanged."""
-        if name in self._replacements:
-            replacement = self.adapter.get(self._replacements[name]).float()
-            return replacement - self.base.get(name).float()
+        if name in self._replacements or name in self._base_layers:
+            return self.get(name).float() - self.base.get(name).float()
         update = self._updates.get(name)
         if update is None:
             if name not in self.base:
                 raise self._unknown_tensor(name)
             return None
+        return self._lora_delta(update)
+
+    def _lora_delta(self, update: LoraUpdate) -> torch.Tensor:
         lora_a = self.adapter.get(update.a_key).float()  # (r, fan_in, *kernel)
         lora_b = self.adapter.get(update.b_key).float()  # (fan_out, r, *1)
         product = (lora_b.flatten(1) @ lora_a.flatten(1)).reshape(
@@ -231,11 +251,17 @@ class LoraCheckpoint(Checkpoint):
         """Base tensor plus the adapter's update, in the base's dtype."""
         if name in self._replacements:
             return self.adapter.get(self._replacements[name]).to(self.base.dtype(name))
-        delta = self.delta(name)
         base_tensor = self.base.get(name)
-        if delta is None:
-            return base_tensor
-        return (base_tensor.float() + delta).to(base_tensor.dtype)
+        if name in self._base_layers:  # the adapter's copy of the weight the update adds to
+            source = self.adapter.get(self._base_layers[name]).to(base_tensor.dtype)
+        else:
+            source = base_tensor
+        update = self._updates.get(name)
+        if update is None:
+            if name not in self.base:
+                raise self._unknown_tensor(name)
+            return source
+        return (source.float() + self._lora_delta(update)).to(base_tensor.dtype)
 
     def close(self) -> None:
         self.adapter.close()

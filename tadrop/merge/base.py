@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 import numpy as np
 import torch
 
+from tadrop.merge.save import save_result
 from tadrop.params import describe, get_params, validate_params
 from tadrop.sparsify.base import Sparsifier
 
@@ -51,6 +52,8 @@ class MergeMethod:
 
     name: ClassVar[str] = "method"
     default_sparsifier: ClassVar[Callable[[], Sparsifier] | None] = None
+    # True: each merged tensor can be written as soon as it is made (merge_to_folder streams)
+    streams: ClassVar[bool] = True
 
     def validate(self) -> None:
         """Raise ValueError naming the parameter and its allowed range (rules that tie
@@ -60,6 +63,15 @@ class MergeMethod:
         """False when merge_tensor reads only the sparsifier's keep-masks (then the walk skips
         writing the sparsified, rescaled task vectors)."""
         return True
+
+    def fit(
+        self,
+        family: ModelFamily,
+        sparsifier: Sparsifier | None,
+        *,
+        device: str | torch.device = "auto",
+    ) -> None:
+        """A first pass over the family, for methods that need the whole model (default: none)."""
 
     def merge_tensor(self, tensor: SparsifiedTensor) -> torch.Tensor:
         raise NotImplementedError
@@ -86,6 +98,8 @@ class MergeResult:
     merged: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> float32 merged weight
     kept: dict[str, int] = field(default_factory=dict)  # task -> entries kept by the sparsifier
     total: int = 0  # entries per task vector
+    # False: one model (model_for); True: a folder of parts, written by write_parts (EMR)
+    writes_parts: ClassVar[bool] = False
 
     def add(self, tensor: SparsifiedTensor, merged_delta: torch.Tensor) -> None:
         self.merged[tensor.name] = (tensor.base + merged_delta).cpu()
@@ -140,8 +154,6 @@ class MergeResult:
         }
 
     def save(self, out_dir: str | Path, **write_options) -> Path:
-        from tadrop.merge.save import save_result
-
         return save_result(self, out_dir, **write_options)
 
 
@@ -229,6 +241,7 @@ def iter_merged(
     cancel: Cancel | None = None,
 ) -> Iterator[tuple[SparsifiedTensor, object]]:
     """Walk the family, yielding (tensor, method output) and counting kept entries in ``result``."""
+    method.fit(family, result.sparsifier, device=device)
     for tensor in iter_sparsified(
         family,
         result.sparsifier,

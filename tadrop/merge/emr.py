@@ -12,19 +12,32 @@ With a sparsifier (``sparsify="mask"``, the TADrop paper's composition) the spar
 keep-mask is ANDed with M_k before the rescalers are computed; tau_uni and the numerator of
 lambda_k use the task vectors as read. ``sparsify="pre"`` instead runs EMR on the sparsified
 (and rescaled) task vectors. Stored compactly: unified vector, bit-packed masks, rescalers.
+
+Written (``output``): the K task models (``"task_models"``), the compact artifact alone
+(``"compact"``, see ``emr_artifact``; any task model is expanded from it bit-exactly) or both.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import torch
 
 from tadrop.merge.base import MergeMethod, MergeResult, SparsifiedTensor
+from tadrop.merge.emr_artifact import (
+    ARTIFACT_DIR,
+    pack_mask,
+    task_tensor,
+    unpack_mask,
+    write_artifact,
+)
+from tadrop.merge.save import WriteModel
 
 SPARSIFY_MODES = ("mask", "pre")
+OUTPUTS = ("task_models", "compact", "both")
 
 
 def emr_unify(task_vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,15 +54,6 @@ def emr_unify(task_vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return highest.add_(lowest), masks
 
 
-def pack_mask(mask: torch.Tensor) -> np.ndarray:
-    return np.packbits(mask.flatten().cpu().numpy())
-
-
-def unpack_mask(packed: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
-    numel = int(np.prod(shape)) if shape else 1
-    return torch.from_numpy(np.unpackbits(packed, count=numel).view(np.bool_)).reshape(shape)
-
-
 @dataclass
 class EMRResult(MergeResult):
     """Unified task vector, bit-packed task masks and rescalers; task models built on demand."""
@@ -58,6 +62,8 @@ class EMRResult(MergeResult):
     packed_masks: dict[str, list[np.ndarray]] = field(default_factory=dict)  # name -> K packed
     abs_mean_task: list[float] = field(default_factory=list)  # sum over tensors of mean|tau_k|
     abs_mean_masked: list[float] = field(default_factory=list)  # ... of mean|M_k * tau_uni|
+    writes_parts: ClassVar[bool] = True
+    artifact: dict | None = None  # the compact artifact's manifest, once written
 
     def add(
         self, tensor: SparsifiedTensor, merged: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -97,29 +103,60 @@ class EMRResult(MergeResult):
             raise ValueError(
                 f"EMR builds one model per task; pass one of {self.family.task_names}, got {task!r}."
             )
-        mask = self.task_mask(task, name)
         base = self.family.base.get(name).float()  # read again (memory-mapped) rather than held
-        # base + mask * (lambda * tau_uni): the same values as torch.where(mask, base + lambda *
-        # tau_uni, base) (adding a zero is exact), without a bool-conditioned op (slow on a CPU).
-        delta = (
-            torch.empty_like(self.unified[name])
-            .copy_(mask)
-            .mul_(self.rescalers[task] * self.unified[name])
+        return task_tensor(
+            base, self.unified[name], self.task_mask(task, name), self.rescalers[task]
         )
-        return delta.add_(base)
+
+    def write_parts(
+        self,
+        staging: Path,
+        write_model: WriteModel,
+        *,
+        dtype: torch.dtype | None,
+        tasks: list[str] | None,
+    ) -> None:
+        """``staging/<task>/`` per task model and/or ``staging/emr_artifact/`` (``output``)."""
+        output = self.params.get("output", "task_models")
+        if output in ("task_models", "both"):
+            for task in tasks or self.family.task_names:
+                if task == ARTIFACT_DIR:
+                    raise ValueError(
+                        f"A task is named {ARTIFACT_DIR!r}, the folder of EMR's compact "
+                        "artifact; rename the task (the models: mapping of the config)."
+                    )
+                extra = {"task": task, "rescaler": self.rescalers[task]}
+                write_model(task, extra, iter(self.model_for(task, dtype=dtype).items()))
+        if output in ("compact", "both"):
+            self.artifact = write_artifact(self, staging / ARTIFACT_DIR, dtype=dtype)
 
 
 class EMR(MergeMethod):
     name: ClassVar[str] = "emr"
+    streams: ClassVar[bool] = False  # task models need every tensor's rescaler contributions
 
-    def __init__(self, sparsify: str = "mask") -> None:
+    def __init__(self, sparsify: str = "mask", output: str = "task_models") -> None:
         self.sparsify = sparsify
+        self.output = output
 
     def validate(self) -> None:
-        if self.sparsify not in SPARSIFY_MODES:
-            raise ValueError(
-                f"EMR sparsify={self.sparsify!r} is not allowed; use one of {SPARSIFY_MODES}."
-            )
+        for what, value, allowed in (
+            ("sparsify", self.sparsify, SPARSIFY_MODES),
+            ("output", self.output, OUTPUTS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"EMR {what}={value!r} is not allowed; use one of {allowed}.")
+
+    def held_bytes(self, parameters: int, tasks: int) -> int:
+        """Memory of the result before writing: tau_uni and base in float32, K bit masks."""
+        return 8 * parameters + tasks * parameters // 8
+
+    def disk_bytes(self, model_bytes: int, parameters: int, tasks: int) -> int:
+        """What ``output`` writes: K models of ``model_bytes`` and/or the artifact (float32
+        tau_uni and K bit masks of the ``parameters`` merged entries)."""
+        models = tasks * model_bytes if self.output in ("task_models", "both") else 0
+        artifact = 4 * parameters + tasks * parameters // 8 if self.output != "task_models" else 0
+        return models + artifact
 
     def uses_sparse_values(self) -> bool:
         return self.sparsify == "pre"  # "mask" ANDs the keep-masks with EMR's own masks

@@ -1,52 +1,75 @@
-"""Writing merge results: one Hugging Face style folder (or, for EMR, one per task + compact)."""
+"""Writing merge results: one Hugging Face style folder, or a folder of parts (EMR's task
+models and compact artifact).
+
+What to write is the result's business (``MergeResult.write_parts``, which EMR overrides);
+this module only stages, names and provenances the files, so it imports no merge method.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import torch
 
 from tadrop.io import write_checkpoint
-from tadrop.io.atomic import exists_error, remove_path, replace_dir, temp_sibling
-from tadrop.io.writer import check_not_over_inputs
-from tadrop.merge.base import (
-    Cancel,
-    MergeMethod,
-    MergeResult,
-    Progress,
-    _prepare,
-    iter_merged,
-    output_tensor,
-)
-from tadrop.sparsify.base import Sparsifier
+from tadrop.io.atomic import atomic_dir
+from tadrop.io.writer import check_not_over_inputs, tadrop_version
 
-if TYPE_CHECKING:
-    from tadrop.task_vectors import ModelFamily
+# write_model(subfolder, extra provenance, (name, tensor) pairs): one model under the staging folder
+WriteModel = Callable[[str, dict[str, object], Iterable[tuple[str, torch.Tensor]]], None]
 
 
-def _provenance(result: MergeResult, extra: dict | None = None) -> dict[str, str]:
-    import tadrop
+class SavableResult(Protocol):
+    family: Any
+    writes_parts: bool
 
+    def describe(self) -> dict[str, object]: ...
+
+    def model_for(
+        self, task: str | None = None, *, dtype: torch.dtype | None = None
+    ) -> dict[str, torch.Tensor]: ...
+
+    def write_parts(
+        self,
+        staging: Path,
+        write_model: WriteModel,
+        *,
+        dtype: torch.dtype | None,
+        tasks: list[str] | None,
+    ) -> None: ...
+
+
+def provenance(result: SavableResult, extra: dict | None = None) -> dict[str, str]:
+    """The checkpoint metadata: method, parameters, tasks, tadrop version (strings)."""
     description = {**result.describe(), **(extra or {})}
-    description["tadrop_version"] = getattr(tadrop, "__version__", "0")
+    description["tadrop_version"] = tadrop_version()
     return {
         key: value if isinstance(value, str) else json.dumps(value, default=str)
         for key, value in description.items()
     }
 
 
-def _input_paths(result: MergeResult) -> list[Path]:
+def input_paths(result: SavableResult) -> list[Path]:
     return [
         result.family.base.source,
         *(checkpoint.source for checkpoint in result.family.tasks.values()),
     ]
 
 
+@contextmanager
+def staged_dir(out_dir: Path, *, overwrite: bool, inputs: Iterable[object] = ()) -> Iterator[Path]:
+    """``tadrop.io.atomic.atomic_dir`` after refusing an output over one of the ``inputs``."""
+    check_not_over_inputs(out_dir, list(inputs))
+    with atomic_dir(out_dir, overwrite=overwrite) as staging:
+        yield staging
+
+
 def save_result(
-    result: MergeResult,
+    result: SavableResult,
     out_dir: str | Path,
     *,
     overwrite: bool = False,
@@ -54,96 +77,25 @@ def save_result(
     dtype: torch.dtype | None = None,
     tasks: list[str] | None = None,
 ) -> Path:
-    """Write the merged model to ``out_dir`` atomically.
-
-    For EMR, ``out_dir/<task>/`` holds each task's reconstructed model (``tasks`` limits which).
-    """
-    from tadrop.merge.emr import EMRResult
-
-    out_dir = Path(out_dir)
+    """Write the merged model to ``out_dir`` atomically; a result that ``writes_parts`` (EMR:
+    one model per task, ``tasks`` limits which, and/or its compact artifact) fills a folder."""
+    out_dir = Path(out_dir).expanduser().absolute()
     options = dict(
         aux_dir=result.family.base.aux_dir,
         max_shard_bytes=max_shard_bytes,
-        input_paths=_input_paths(result),
-        overwrite=overwrite,
+        input_paths=input_paths(result),
         context=result.context,
     )
-    if not isinstance(result, EMRResult):
-        tensors = ((name, tensor) for name, tensor in result.model_for(dtype=dtype).items())
-        return write_checkpoint(tensors, out_dir, metadata=_provenance(result), **options)
-    check_not_over_inputs(out_dir, options["input_paths"])
-    if out_dir.exists() and not overwrite:
-        raise exists_error(out_dir)
-    staging = temp_sibling(out_dir, "tadrop-tmp")
-    staging.mkdir(parents=True)
-    try:
-        for task in tasks or result.family.task_names:
-            state = result.model_for(task, dtype=dtype)
-            metadata = _provenance(result, {"task": task, "rescaler": result.rescalers[task]})
-            write_checkpoint(
-                iter(state.items()),
-                staging / task,
-                metadata=metadata,
-                **{**options, "overwrite": False},
-            )
-        replace_dir(staging, out_dir, overwrite=overwrite)
-    except BaseException:
-        remove_path(staging)
-        raise
-    return out_dir
-
-
-def merge_to_folder(
-    family: ModelFamily,
-    method: MergeMethod,
-    sparsifier: Sparsifier | None,
-    out_dir: str | Path,
-    *,
-    device: str | torch.device = "auto",
-    progress: Progress | None = None,
-    cancel: Cancel | None = None,
-    overwrite: bool = False,
-    max_shard_bytes: int = 5 * 2**30,
-    dtype: torch.dtype | None = None,
-) -> tuple[Path, MergeResult]:
-    """Merge and write in one streaming pass: each merged tensor goes to the writer as soon as
-    it is made, so peak memory is one shard, not the whole model. EMR, whose task models need
-    every tensor's rescaler contributions first, is merged in memory and then written.
-
-    Returns the written folder and the (tensor-free) result with sparsity and provenance.
-    """
-    from tadrop.merge.emr import EMR
-
-    if isinstance(method, EMR):
-        from tadrop.merge.base import run_merge
-
-        result = run_merge(
-            family, method, sparsifier, device=device, progress=progress, cancel=cancel
+    if not result.writes_parts:
+        tensors = iter(result.model_for(dtype=dtype).items())
+        return write_checkpoint(
+            tensors, out_dir, metadata=provenance(result), overwrite=overwrite, **options
         )
-        return save_result(
-            result, out_dir, overwrite=overwrite, max_shard_bytes=max_shard_bytes, dtype=dtype
-        ), result
-    result = method.new_result(family, _prepare(method, sparsifier))
+    with staged_dir(out_dir, overwrite=overwrite, inputs=options["input_paths"]) as staging:
 
-    def tensors() -> Iterator[tuple[str, torch.Tensor]]:
-        for tensor, delta in iter_merged(
-            family, method, result, device=device, progress=progress, cancel=cancel
-        ):
-            target = dtype or family.base.dtype(tensor.name)
-            yield tensor.name, tensor.base.add_(delta).to("cpu", target)
-        merged = set(family.tensor_names)
-        for name in family.base.keys():
-            if name not in merged:
-                yield name, output_tensor(family.base.get(name), dtype)
+        def write_model(part: str, extra: dict, tensors: Iterable[tuple[str, torch.Tensor]]):
+            metadata = provenance(result, extra)
+            write_checkpoint(tensors, staging / part, metadata=metadata, **options)
 
-    path = write_checkpoint(
-        tensors(),
-        Path(out_dir),
-        aux_dir=family.base.aux_dir,
-        max_shard_bytes=max_shard_bytes,
-        metadata=_provenance(result),
-        input_paths=_input_paths(result),
-        overwrite=overwrite,
-        context=result.context,
-    )
-    return path, result
+        result.write_parts(staging, write_model, dtype=dtype, tasks=tasks)
+    return out_dir

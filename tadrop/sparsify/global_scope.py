@@ -43,11 +43,13 @@ def global_drop_counts(
     drop_count: Callable[[str, int], int],
     *,
     device: str | torch.device = "auto",
+    below_only: bool = False,
 ) -> dict[str, dict[str, int]]:
     """Per task and tensor, how many entries a global magnitude threshold drops.
 
     ``drop_count(task, total)``: how many of the task's ``total`` entries (over all tensors)
-    to drop; exactly that many are dropped.
+    to drop; exactly that many are dropped. ``below_only``: drop only the entries strictly
+    smaller than the ``drop_count``-th smallest (that entry and all its ties are kept).
     """
     from tadrop.task_vectors import iter_task_vectors
 
@@ -83,14 +85,18 @@ def global_drop_counts(
             bins = np.flatnonzero(piece)
             pieces[task].append((tensor.name, bins, piece[bins]))
     for task in bucket_of:
-        _take_in_bucket(counts[task], pieces[task], targets[task] - below_bucket[task])
+        _take_in_bucket(counts[task], pieces[task], targets[task] - below_bucket[task], below_only)
     return counts
 
 
 def _take_in_bucket(
-    counts: dict[str, int], pieces: list[tuple[str, np.ndarray, np.ndarray]], n_take: int
+    counts: dict[str, int],
+    pieces: list[tuple[str, np.ndarray, np.ndarray]],
+    n_take: int,
+    below_only: bool = False,
 ) -> None:
-    """Add to ``counts`` the ``n_take`` smallest in-bucket entries, ties in walk order.
+    """Add to ``counts`` the ``n_take`` smallest in-bucket entries, ties in walk order
+    (``below_only``: only the entries strictly below the ``n_take``-th smallest).
 
     ``pieces``: per tensor in walk order, the low-16-bit bins present and their counts."""
     if n_take <= 0 or not pieces:
@@ -100,7 +106,9 @@ def _take_in_bucket(
         histogram[bins] += bin_counts
     cumulative = np.cumsum(histogram)
     threshold = int(np.searchsorted(cumulative, n_take))  # the n_take-th smallest's low bits
-    ties_left = n_take - (int(cumulative[threshold - 1]) if threshold > 0 else 0)
+    ties_left = (
+        0 if below_only else n_take - (int(cumulative[threshold - 1]) if threshold > 0 else 0)
+    )
     for name, bins, bin_counts in pieces:
         counts[name] += int(bin_counts[bins < threshold].sum())
         ties = int(bin_counts[bins == threshold].sum())
