@@ -33,7 +33,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tadrop.quantiles as quantile_engine  # noqa: E402
-from tadrop.quantiles import abs_quantiles, tadrop_keep_mask  # noqa: E402
+from tadrop.quantiles import abs_quantiles  # noqa: E402
+from tadrop.sparsify.tadrop_drop import tadrop_keep_mask  # noqa: E402
 
 QS = [0.5, 0.95]
 TORCH_QUANTILE_MAX = 1 << 24

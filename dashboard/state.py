@@ -21,14 +21,15 @@ from dashboard import exports, paths
 from dashboard.demo import SharedEvaluator, demo_home, demo_source, open_demo_zoo
 from dashboard.sources import FamilySource, open_family
 from tadrop import stats as tadrop_stats
+from tadrop.sparsify.tadrop_drop import DEFAULT_A, DEFAULT_B, DEFAULT_EPS
 from tadrop.task_vectors import ModelFamily, iter_task_vectors
 
 # Settings that live across pages. Widgets showing them use their own keys and copy their
 # value here (Streamlit forgets a widget's state when a page without it runs).
 DEFAULTS: dict[str, object] = {
-    "tadrop_a": 0.5,
-    "tadrop_b": 0.95,
-    "tadrop_eps": 1e-12,
+    "tadrop_a": DEFAULT_A,
+    "tadrop_b": DEFAULT_B,
+    "tadrop_eps": DEFAULT_EPS,
     "device": "auto",
 }
 

@@ -15,6 +15,7 @@ from tadrop.merge.emr import SPARSIFY_MODES
 from tadrop.merge.ties import DIVISORS, ELECT_MODES, ZERO_SIGN_MODES
 from tadrop.registry import parameters_of
 from tadrop.sparsify.base import RESCALE_MODES, SCOPES
+from tadrop.sparsify.tadrop_drop import quantile_problem
 from tadrop.task_vectors import ModelFamily
 
 MODELS_PAGE = "pages/models.py"
@@ -114,7 +115,7 @@ def quantile_controls(container: Any = st) -> tuple[float, float, float]:
         "ε", options=EPS_CHOICES, value=stored_eps, key="slider_eps", format_func="{:.0e}".format
     )
     state.store_quantile_settings(a, b, eps)
-    if not a < b:
+    if quantile_problem(a, b, eps) is not None:  # the sliders only allow a >= b to go wrong
         container.error(f"TADrop needs a < b; now a = {a:g} and b = {b:g}. Lower a or raise b.")
         st.stop()
     return float(a), float(b), float(eps)

@@ -41,7 +41,7 @@ import math
 import os
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,53 +125,48 @@ def smallest_abs_keep_mask(
     return keep
 
 
-def tadrop_keep_mask(
+@dataclass
+class AbsDropResult:
+    """What ``drop_smallest_abs`` found: the mask, the quantiles asked for and float64 sums."""
+
+    keep_mask: torch.Tensor  # bool, shaped like tau
+    quantiles: list[float]  # Q_q(|tau|) for each requested level, as torch.quantile
+    sumsq_total: float  # sum of tau^2 over all entries
+    sumsq_kept: float  # sum of tau^2 over the kept entries
+
+
+def drop_smallest_abs(
     tau: torch.Tensor,
-    a: float = 0.5,
-    b: float = 0.95,
-    eps: float = 1e-12,
+    drop_count_range: Callable[[list[tuple[float, float]]], tuple[int, int]],
+    q_levels: Sequence[float],
     *,
     out: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, float, float]:
-    """TADrop for one tensor: ``(keep_mask, drop_rate d, scale)``; see the module docstring.
+) -> AbsDropResult:
+    """Drop the n_drop smallest |tau|, where n_drop depends on quantiles of |tau| at
+    ``q_levels``: ``drop_count_range(bounds)`` gets a [low, high] bound of each quantile (equal
+    once it is known exactly) and returns the (least, most) n_drop they allow; it must be
+    monotone. Ties at the threshold are dropped lowest flat index first, in about one pass.
 
-    ``drop_rate`` is d itself; the mask drops ``round(d * numel)`` entries (half to even).
     ``out``: an optional reused bool tensor shaped like ``tau`` (fresh large allocations are
     slow on some machines); it is returned as the mask.
     """
-    if not 0.0 < a < b < 1.0:
-        raise QuantileInputError(f"TADrop needs 0 < a < b < 1; got a={a!r}, b={b!r}.")
-    if not eps > 0.0:
-        raise QuantileInputError(f"eps={eps!r} must be > 0 (e.g. 1e-12).")
     flat = _flat_values(tau, "tau")
-    n = flat.numel()
+    levels = _check_qs(q_levels)
     keep = _keep_buffer(tau, out)
-
-    def drop_count_range(q_bounds: list[tuple[float, float]]) -> tuple[int, int]:
-        # q_bounds: [lower, upper] bounds of Q_a and Q_b; d is monotone in both.
-        (qa_low, qa_high), (qb_low, qb_high) = q_bounds
-        d_low = _drop_rate(max(qa_low, 0.0), qb_high, eps)
-        d_high = _drop_rate(qa_high, max(qb_low, 0.0), eps)
-        d_low, d_high = (
-            (0.0 if math.isnan(d_low) else d_low),
-            (1.0 if math.isnan(d_high) else d_high),
-        )
-        return round(d_low * n), round(d_high * n)  # n_drop = round(d * n), half to even
-
     selector = _Selector(flat, use_abs=True)
-    q_values, sumsq_total, sumsq_kept = selector.drop_smallest(
-        drop_count_range, [a, b], keep.view(-1)
-    )
-    if not math.isfinite(sumsq_total):
-        raise QuantileInputError(
-            "tau holds infinite values (or values whose squares overflow float64): TADrop's "
-            "drop rate and L2 rescale are undefined; clean the tensor first."
-        )
-    qa = _interpolate([a], n, q_values)[0].item()
-    qb = _interpolate([b], n, q_values)[0].item()
-    drop_rate = _drop_rate(qa, qb, eps)
-    scale = math.sqrt(sumsq_total) / (math.sqrt(sumsq_kept) + eps)
-    return keep, drop_rate, scale
+    found, sumsq_total, sumsq_kept = selector.drop_smallest(drop_count_range, levels, keep.view(-1))
+    q_values = interpolate(levels, flat.numel(), found).tolist()
+    return AbsDropResult(keep, q_values, sumsq_total, sumsq_kept)
+
+
+def __getattr__(name: str):
+    """``tadrop_keep_mask`` moved to ``tadrop.sparsify.tadrop_drop`` (TADrop's rule lives
+    there; this engine knows no drop formula); the old import keeps working."""
+    if name == "tadrop_keep_mask":
+        from tadrop.sparsify.tadrop_drop import tadrop_keep_mask
+
+        return tadrop_keep_mask
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ------------------------------------------------------------------ validation and helpers
@@ -215,33 +210,36 @@ def _keep_buffer(like: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
     return out
 
 
-def _drop_rate(qa: float, qb: float, eps: float) -> float:
-    """d = Q_a / (Q_b + eps), clamped to [0, 1] (TADrop, Eq. for the drop rate)."""
-    return min(max(qa / (qb + eps), 0.0), 1.0)
-
-
-def _interpolation_ranks(qs: list[float], n: int) -> list[int]:
+def interpolation_ranks(qs: Sequence[float], n: int) -> list[int]:
     """The order statistics (0-based ranks) that ``torch.quantile`` interpolates between."""
     ranks = torch.tensor(qs, dtype=torch.float64) * (n - 1)
     return sorted(set(ranks.long().tolist()) | set(ranks.ceil().long().tolist()))
 
 
-def _interpolate(qs: list[float], n: int, value_at: dict[int, float]) -> torch.Tensor:
-    """Linear interpolation done exactly as torch.quantile does it, in float64."""
+def interpolate(
+    qs: Sequence[float], n: int, value_at: Mapping[int, float] | np.ndarray
+) -> torch.Tensor:
+    """Quantiles at levels ``qs`` of n values from their order statistics (``value_at[k]``:
+    the k-th smallest, 0-based; a dict of the needed ranks or all n sorted values): linear
+    interpolation done exactly as torch.quantile does it, in float64."""
     ranks = torch.tensor(qs, dtype=torch.float64) * (n - 1)
     below = ranks.long()
     weights = ranks - below
     above = ranks.ceil().long()
-    values_below = torch.tensor([value_at[k] for k in below.tolist()], dtype=torch.float64)
-    values_above = torch.tensor([value_at[k] for k in above.tolist()], dtype=torch.float64)
+    if isinstance(value_at, np.ndarray):
+        values_below = torch.from_numpy(value_at[below.numpy()].astype(np.float64))
+        values_above = torch.from_numpy(value_at[above.numpy()].astype(np.float64))
+    else:
+        values_below = torch.tensor([value_at[k] for k in below.tolist()], dtype=torch.float64)
+        values_above = torch.tensor([value_at[k] for k in above.tolist()], dtype=torch.float64)
     return values_below.lerp(values_above, weights)
 
 
 def _quantiles_of(flat: torch.Tensor, qs: list[float], *, use_abs: bool) -> torch.Tensor:
     n = flat.numel()
-    ranks = _interpolation_ranks(qs, n)
+    ranks = interpolation_ranks(qs, n)
     value_at = _Selector(flat, use_abs=use_abs).order_statistics(ranks)
-    return _interpolate(qs, n, value_at)
+    return interpolate(qs, n, value_at)
 
 
 def _work_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -472,7 +470,7 @@ class _Selector:
             if _numpy_sorts(keep_flat):
                 return self._drop_by_numpy_select(drop_count_range, q_levels, keep_flat, with_sums)
             return self._drop_by_full_sort(drop_count_range, q_levels, keep_flat)
-        q_ranks = [_interpolation_ranks([q], self.n) for q in q_levels]
+        q_ranks = [interpolation_ranks([q], self.n) for q in q_levels]
         found: dict[int, float] = {}
         for attempt in range(_ATTEMPTS + 1):
             pending = [r for r in q_ranks if any(k not in found for k in r)]
@@ -496,7 +494,7 @@ class _Selector:
                 found.update({k: v for k in ranks if (v := slot.value_at(k)) is not None})
             if any(k not in found for r in q_ranks for k in r):
                 continue
-            exact = [(v, v) for v in (_interpolate([q], self.n, found)[0].item() for q in q_levels)]
+            exact = [(v, v) for v in (interpolate([q], self.n, found)[0].item() for q in q_levels)]
             n_drop = drop_count_range(exact)[0]
             if n_drop == 0:
                 if keep_hi != -math.inf:
@@ -576,9 +574,9 @@ class _Selector:
         copy = _scratch_values(self.n, work.dtype, 1)
         np.copyto(copy, magnitudes)
         selection = _NumpySelection(copy)
-        q_ranks = sorted({k for q in q_levels for k in _interpolation_ranks([q], self.n)})
+        q_ranks = sorted({k for q in q_levels for k in interpolation_ranks([q], self.n)})
         found = {k: selection.value_at(k) for k in q_ranks}
-        exact = [(v, v) for v in (_interpolate([q], self.n, found)[0].item() for q in q_levels)]
+        exact = [(v, v) for v in (interpolate([q], self.n, found)[0].item() for q in q_levels)]
         n_drop = drop_count_range(exact)[0]
         keep = keep_flat.numpy()
         if n_drop == 0:
@@ -600,9 +598,9 @@ class _Selector:
         squares = work.double().square()
         magnitudes = self._magnitudes_copy()
         ordered, order = torch.sort(magnitudes, stable=True)
-        q_ranks = {k for q in q_levels for k in _interpolation_ranks([q], self.n)}
+        q_ranks = {k for q in q_levels for k in interpolation_ranks([q], self.n)}
         found = {k: ordered[k].item() for k in q_ranks}
-        exact = [(v, v) for v in (_interpolate([q], self.n, found)[0].item() for q in q_levels)]
+        exact = [(v, v) for v in (interpolate([q], self.n, found)[0].item() for q in q_levels)]
         n_drop = drop_count_range(exact)[0]
         keep_flat.fill_(True)
         keep_flat[order[:n_drop]] = False
@@ -652,7 +650,7 @@ class _Selector:
     def _quantile_bounds(self, q, ranks, found, attempt) -> tuple[float, float]:
         """[low, high] holding the quantile at level q: exact once its ranks are known."""
         if all(k in found for k in ranks):
-            value = _interpolate([q], self.n, found)[0].item()
+            value = interpolate([q], self.n, found)[0].item()
             return value, value
         known_low, known_high = self._known_bounds(ranks[0], ranks[-1])
         if attempt >= len(BRACKET_SIGMAS):

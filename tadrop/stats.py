@@ -18,7 +18,14 @@ import pandas as pd
 import torch
 
 from tadrop.names import component_group, parse_name
-from tadrop.sparsify.tadrop_drop import check_quantiles
+from tadrop.quantiles import interpolate
+from tadrop.sparsify.tadrop_drop import (
+    DEFAULT_A,
+    DEFAULT_B,
+    DEFAULT_EPS,
+    check_quantiles,
+    drop_rate_of,
+)
 from tadrop.task_vectors import ModelFamily, iter_task_vectors
 
 SKETCH_POINTS = 1001
@@ -57,19 +64,14 @@ def sorted_magnitudes(tau: torch.Tensor) -> np.ndarray:
 
 
 def quantiles_from_sorted(sorted_values: np.ndarray, qs: np.ndarray) -> np.ndarray:
-    """Quantiles with linear interpolation (torch.quantile's default), in float64."""
+    """Quantiles from all values sorted ascending, as torch.quantile (linear), in float64."""
     if sorted_values.size == 0:
         raise ValueError("Quantiles of an empty tensor are undefined.")
-    positions = np.asarray(qs, dtype=np.float64) * (sorted_values.size - 1)
-    lower = np.floor(positions).astype(np.int64)
-    upper = np.minimum(lower + 1, sorted_values.size - 1)
-    low_values = sorted_values[lower].astype(np.float64)
-    high_values = sorted_values[upper].astype(np.float64)
-    return low_values + (high_values - low_values) * (positions - lower)
+    return interpolate(np.asarray(qs, dtype=np.float64), sorted_values.size, sorted_values).numpy()
 
 
 def tensor_stats(
-    tau: torch.Tensor, a: float = 0.5, b: float = 0.95, eps: float = 1e-12
+    tau: torch.Tensor, a: float = DEFAULT_A, b: float = DEFAULT_B, eps: float = DEFAULT_EPS
 ) -> dict[str, object]:
     """The statistics of one task vector tensor (moments in float64)."""
     values = tau.detach().flatten().to(torch.float64)
@@ -96,7 +98,7 @@ def tensor_stats(
         "kurtosis": fourth / variance**2 - 3.0 if variance > 0 else float("nan"),
         "q_a": float(q_a),
         "q_b": float(q_b),
-        "drop_rate": min(max(float(q_a) / (float(q_b) + eps), 0.0), 1.0),
+        "drop_rate": drop_rate_of(float(q_a), float(q_b), eps),
         "sketch": sketch,
     }
 
@@ -104,9 +106,9 @@ def tensor_stats(
 def compute_stats(
     family: ModelFamily,
     *,
-    a: float = 0.5,
-    b: float = 0.95,
-    eps: float = 1e-12,
+    a: float = DEFAULT_A,
+    b: float = DEFAULT_B,
+    eps: float = DEFAULT_EPS,
     device: str | torch.device = "auto",
     progress: Callable[[int, int, str], None] | None = None,
 ) -> pd.DataFrame:
@@ -163,14 +165,18 @@ def quantiles_from_sketch(
 
 
 def drop_rates_from_sketch(
-    table: pd.DataFrame, a: float, b: float, eps: float = 1e-12, sketches: np.ndarray | None = None
+    table: pd.DataFrame,
+    a: float,
+    b: float,
+    eps: float = DEFAULT_EPS,
+    sketches: np.ndarray | None = None,
 ) -> pd.Series:
     """TADrop's d = Q_a / (Q_b + eps), clamped to [0, 1], for every row, from sketches only."""
     check_quantiles(a, b, eps)
     sketches = sketch_matrix(table) if sketches is None else sketches
     q_a = quantiles_from_sketch(table, a, sketches)
     q_b = quantiles_from_sketch(table, b, sketches)
-    return pd.Series(np.clip(q_a / (q_b + eps), 0.0, 1.0), index=table.index, name="drop_rate")
+    return pd.Series(drop_rate_of(q_a, q_b, eps), index=table.index, name="drop_rate")
 
 
 def overall_sparsity(table: pd.DataFrame, drop_rates: pd.Series) -> pd.Series:

@@ -19,8 +19,8 @@ from tadrop.quantiles import (
     quantiles,
     smallest_abs_keep_mask,
     smallest_k_keep_mask,
-    tadrop_keep_mask,
 )
+from tadrop.sparsify.tadrop_drop import tadrop_keep_mask
 
 FLOAT_DTYPES = [torch.float32, torch.bfloat16, torch.float16, torch.float64]
 
@@ -481,6 +481,12 @@ def test_cuda_matches_cpu(dtype, monkeypatch):
     reference = tadrop_keep_mask(tau)
     assert torch.equal(keep.cpu(), reference[0])
     assert (drop_rate, scale) == pytest.approx(reference[1:], rel=1e-12)
+
+
+def test_tadrop_keep_mask_still_imports_from_the_engine():
+    from tadrop.quantiles import tadrop_keep_mask as old_home
+
+    assert old_home is tadrop_keep_mask
 
 
 def test_no_warnings_on_the_default_path():
