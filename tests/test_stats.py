@@ -1,18 +1,23 @@
 """Statistics table: values against direct computation; sketches reproduce d; save/load."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
 from family_fixtures import write_family
 
+from tadrop.quantiles import radix
 from tadrop.sparsify import tadrop_drop_rate
 from tadrop.stats import (
     COLUMNS,
+    SKETCH_GRID,
     abs_histogram,
     compute_stats,
     drop_rates_from_sketch,
     load_stats,
     overall_sparsity,
+    quantiles_from_sorted,
     save_stats,
     tensor_stats,
 )
@@ -103,3 +108,102 @@ def test_abs_histogram_counts_everything():
     for log in (False, True):
         histogram = abs_histogram(tau, bins=20, log=log)
         assert int(histogram["count"].sum()) == 1000 and len(histogram) == 20
+
+
+# ------------------------------------------- the radix route against the sort reference
+
+
+def sort_reference(tau: torch.Tensor) -> np.ndarray:
+    """Today's sketch: a full sort of |tau|, then torch.quantile's interpolation."""
+    magnitude = np.sort(tau.detach().abs().float().numpy().reshape(-1))
+    return quantiles_from_sorted(magnitude, SKETCH_GRID)
+
+
+def stats_data(kind: str, n: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    normal = torch.randn(n, generator=g)
+    if kind == "ties":
+        return torch.randint(-3, 4, (n,), generator=g).float()
+    if kind == "constant":
+        return torch.full((n,), -2.5)
+    if kind == "zeros":
+        return torch.zeros(n)
+    if kind == "mostly_zeros":
+        return torch.where(torch.rand(n, generator=g) < 0.9, 0.0, normal)
+    if kind == "cauchy":
+        return torch.empty(n).cauchy_(generator=g)
+    if kind == "column_scales":  # heavy tails with per-column scales, as the benchmarks use
+        scales = torch.logspace(-3, 3, 256).repeat(-(-n // 256))[:n]
+        return torch.empty(n).exponential_(generator=g) * normal.sign() * scales
+    if kind == "subnormals":
+        return normal * 1e-39
+    return normal
+
+
+STATS_KINDS = [
+    "normal",
+    "ties",
+    "constant",
+    "zeros",
+    "mostly_zeros",
+    "cauchy",
+    "column_scales",
+    "subnormals",
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("kind", STATS_KINDS)
+def test_radix_sketch_is_bit_identical_to_the_sort(kind, dtype):
+    tau = stats_data(kind, 300_007, seed=3).to(dtype)
+    assert radix.supports(tau), "no C compiler: the radix route is not under test"
+    stats = tensor_stats(tau, name="layer.weight")
+    np.testing.assert_array_equal(stats["sketch"], sort_reference(tau))
+    magnitude = tau.double().abs()
+    assert stats["max_abs"] == magnitude.max().item()
+    assert stats["zero_frac"] == float((magnitude == 0).double().mean())
+    assert stats["mean"] == pytest.approx(tau.double().mean().item(), rel=1e-9, abs=1e-300)
+    assert stats["std"] == pytest.approx(tau.double().std(unbiased=False).item(), rel=1e-9)
+    assert stats["l2"] == pytest.approx(magnitude.norm().item(), rel=1e-12)
+    assert stats["mean_abs"] == pytest.approx(magnitude.mean().item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["normal", "cauchy", "column_scales"])
+def test_radix_moments_match_the_sort_route(kind, monkeypatch):
+    tau = stats_data(kind, 200_003, seed=5)
+    fast = tensor_stats(tau)
+    monkeypatch.setattr(radix, "supports", lambda tensor: False)
+    reference = tensor_stats(tau)
+    np.testing.assert_array_equal(fast["sketch"], reference["sketch"])
+    for key in ("mean", "std", "mean_abs", "l2", "kurtosis"):
+        assert fast[key] == pytest.approx(reference[key], rel=1e-9, abs=1e-12), key
+    for key in ("max_abs", "zero_frac", "q_a", "q_b", "drop_rate"):
+        assert fast[key] == reference[key], key
+
+
+def test_radix_route_on_a_tensor_over_2_pow_25_entries():
+    n = (1 << 25) + 4099
+    # a permutation of 0..n-1 in float32: above 2^24 neighbours round together (ties)
+    tau = torch.randperm(n, generator=torch.Generator().manual_seed(0)).float()
+    tau[::2] *= -1
+    stats = tensor_stats(tau)
+    np.testing.assert_array_equal(stats["sketch"], sort_reference(tau))
+    assert stats["q_a"] == float(quantiles_from_sorted(np.sort(tau.abs().numpy()), [0.5])[0])
+
+
+@pytest.mark.parametrize("shape", [(), (1,), (1, 1)])
+def test_zero_d_and_one_element_tensors(shape):
+    stats = tensor_stats(torch.full(shape, -3.0))
+    assert stats["numel"] == 1 and stats["max_abs"] == 3.0 and stats["mean"] == -3.0
+    assert np.all(stats["sketch"] == 3.0) and stats["std"] == 0 and np.isnan(stats["kurtosis"])
+    assert stats["drop_rate"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("n", [10, 300_000])
+def test_empty_and_nan_tensors_are_named_in_the_error(n):
+    with pytest.raises(ValueError, match="'model.embed'.*empty"):
+        tensor_stats(torch.empty(0, 4), name="model.embed")
+    tau = torch.randn(n)
+    tau[[1, 7]] = math.nan
+    with pytest.raises(ValueError, match="'lm_head.weight' holds 2 NaN"):
+        tensor_stats(tau, name="lm_head.weight")

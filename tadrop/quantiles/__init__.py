@@ -40,11 +40,17 @@ from tadrop.quantiles.api import (
     smallest_k_keep_mask,
 )
 from tadrop.quantiles.buffers import release_buffers
-from tadrop.quantiles.common import QuantileInputError, interpolate, interpolation_ranks
+from tadrop.quantiles.common import (
+    QuantileInputError,
+    RankValues,
+    interpolate,
+    interpolation_ranks,
+)
 
 __all__ = [
     "AbsDropResult",
     "QuantileInputError",
+    "RankValues",
     "abs_quantiles",
     "drop_smallest_abs",
     "interpolate",

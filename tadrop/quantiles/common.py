@@ -54,23 +54,37 @@ def keep_buffer(like: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
     return out
 
 
-def interpolation_ranks(qs: Sequence[float], n: int) -> list[int]:
+def interpolation_ranks(qs: Sequence[float] | np.ndarray, n: int) -> list[int]:
     """The order statistics (0-based ranks) that ``torch.quantile`` interpolates between."""
     ranks = torch.tensor(qs, dtype=torch.float64) * (n - 1)
     return sorted(set(ranks.long().tolist()) | set(ranks.ceil().long().tolist()))
 
 
+class RankValues:
+    """The order statistics at some ranks: ``values[i]`` is the ``ranks[i]``-th smallest
+    (0-based; ranks sorted ascending); indexed by an array of those ranks."""
+
+    def __init__(self, ranks: np.ndarray, values: np.ndarray) -> None:
+        self.ranks = ranks
+        self.values = values
+
+    def __getitem__(self, wanted: np.ndarray) -> np.ndarray:
+        return self.values[np.searchsorted(self.ranks, wanted)]
+
+
 def interpolate(
-    qs: Sequence[float], n: int, value_at: Mapping[int, float] | np.ndarray
+    qs: Sequence[float] | np.ndarray,
+    n: int,
+    value_at: Mapping[int, float] | np.ndarray | RankValues,
 ) -> torch.Tensor:
     """Quantiles at levels ``qs`` of n values from their order statistics (``value_at[k]``:
-    the k-th smallest, 0-based; a dict of the needed ranks or all n sorted values): linear
-    interpolation done exactly as torch.quantile does it, in float64."""
+    the k-th smallest, 0-based; a dict or ``RankValues`` of the needed ranks, or all n sorted
+    values): linear interpolation done exactly as torch.quantile does it, in float64."""
     ranks = torch.tensor(qs, dtype=torch.float64) * (n - 1)
     below = ranks.long()
     weights = ranks - below
     above = ranks.ceil().long()
-    if isinstance(value_at, np.ndarray):
+    if not isinstance(value_at, Mapping):
         values_below = torch.from_numpy(value_at[below.numpy()].astype(np.float64))
         values_above = torch.from_numpy(value_at[above.numpy()].astype(np.float64))
     else:

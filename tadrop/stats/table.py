@@ -1,4 +1,5 @@
-"""Per-tensor statistics of task vectors, with exact quantile sketches of |tau|.
+"""The statistics table of a family: one row per task x tensor (``row.py``), with exact
+quantile sketches of |tau|.
 
 One row per task x tensor. The ``sketch`` column holds the exact quantiles of |tau| at
 ``SKETCH_GRID`` (0, 0.001, ..., 1; linear interpolation between order statistics, as
@@ -18,7 +19,6 @@ import pandas as pd
 import torch
 
 from tadrop.names import component_group, parse_name
-from tadrop.quantiles import interpolate
 from tadrop.sparsify.tadrop_drop import (
     DEFAULT_A,
     DEFAULT_B,
@@ -26,10 +26,8 @@ from tadrop.sparsify.tadrop_drop import (
     check_quantiles,
     drop_rate_of,
 )
+from tadrop.stats.row import SKETCH_POINTS, sorted_magnitudes, tensor_stats
 from tadrop.task_vectors import ModelFamily, iter_task_vectors
-
-SKETCH_POINTS = 1001
-SKETCH_GRID = np.linspace(0.0, 1.0, SKETCH_POINTS)
 
 COLUMNS = [
     "task",
@@ -52,55 +50,6 @@ COLUMNS = [
     "drop_rate",
     "sketch",
 ]
-
-
-def sorted_magnitudes(tau: torch.Tensor) -> np.ndarray:
-    """|tau| flattened and sorted ascending, as float32 numpy (numpy's SIMD sort on the CPU)."""
-    if tau.device.type != "cpu":
-        return torch.sort(tau.abs().flatten()).values.float().cpu().numpy()
-    magnitude = tau.detach().abs().flatten().float().numpy()
-    magnitude.sort(kind="quicksort")
-    return magnitude
-
-
-def quantiles_from_sorted(sorted_values: np.ndarray, qs: np.ndarray) -> np.ndarray:
-    """Quantiles from all values sorted ascending, as torch.quantile (linear), in float64."""
-    if sorted_values.size == 0:
-        raise ValueError("Quantiles of an empty tensor are undefined.")
-    return interpolate(np.asarray(qs, dtype=np.float64), sorted_values.size, sorted_values).numpy()
-
-
-def tensor_stats(
-    tau: torch.Tensor, a: float = DEFAULT_A, b: float = DEFAULT_B, eps: float = DEFAULT_EPS
-) -> dict[str, object]:
-    """The statistics of one task vector tensor (moments in float64)."""
-    values = tau.detach().flatten().to(torch.float64)
-    numel = values.numel()
-    if numel == 0:
-        raise ValueError(
-            "Statistics of an empty tensor are undefined; exclude it with exclude=REGEX."
-        )
-    mean = float(values.mean())
-    centered = values - mean
-    variance = float((centered * centered).mean())
-    fourth = float((centered**4).mean())
-    sorted_abs = sorted_magnitudes(tau)
-    sketch = quantiles_from_sorted(sorted_abs, SKETCH_GRID)
-    q_a, q_b = quantiles_from_sorted(sorted_abs, np.array([a, b]))
-    return {
-        "numel": numel,
-        "mean": mean,
-        "std": math.sqrt(variance),
-        "mean_abs": float(values.abs().mean()),
-        "l2": float(torch.linalg.vector_norm(values)),
-        "max_abs": float(sorted_abs[-1]),
-        "zero_frac": float(np.count_nonzero(sorted_abs == 0)) / numel,
-        "kurtosis": fourth / variance**2 - 3.0 if variance > 0 else float("nan"),
-        "q_a": float(q_a),
-        "q_b": float(q_b),
-        "drop_rate": drop_rate_of(float(q_a), float(q_b), eps),
-        "sketch": sketch,
-    }
 
 
 def compute_stats(
@@ -128,7 +77,7 @@ def compute_stats(
                 "param": parsed.param,
                 "shape": "x".join(str(size) for size in tensor.base.shape) or "scalar",
             }
-            row.update(tensor_stats(tensor.task_vectors[index], a, b, eps))
+            row.update(tensor_stats(tensor.task_vectors[index], a, b, eps, name=tensor.name))
             rows.append(row)
         if progress is not None:
             progress(done + 1, total, tensor.name)
