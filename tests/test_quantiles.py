@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from adversarial_data import adversarial
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -85,34 +86,6 @@ def reference_tadrop(tau: torch.Tensor, a=0.5, b=0.95, eps=1e-12):
     kept_norm = magnitude.numpy()[keep].astype(np.float64)
     scale = magnitude.norm().item() / (math.sqrt(float(np.dot(kept_norm, kept_norm))) + eps)
     return keep, drop_rate, scale
-
-
-def adversarial(kind: str, n: int, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    if kind == "normal":
-        return torch.randn(n, generator=g)
-    if kind == "ties":
-        return torch.randint(-3, 4, (n,), generator=g).float()
-    if kind == "constant":
-        return torch.full((n,), -2.5)
-    if kind == "zeros":
-        return torch.zeros(n)
-    if kind == "mostly_zeros":
-        values = torch.randn(n, generator=g)
-        return torch.where(torch.rand(n, generator=g) < 0.7, 0.0, values)
-    if kind == "cauchy":
-        return torch.empty(n).cauchy_(generator=g)
-    if kind == "bimodal":
-        values = torch.randn(n, generator=g) * 0.01
-        return values + torch.where(torch.rand(n, generator=g) < 0.5, -5.0, 5.0)
-    if kind == "column_scales":
-        columns = 64
-        rows = -(-n // columns)
-        scales = torch.logspace(-4, 4, columns)
-        return (torch.randn(rows, columns, generator=g) * scales).reshape(-1)[:n]
-    if kind == "sorted":
-        return torch.sort(torch.randn(n, generator=g)).values
-    raise ValueError(kind)
 
 
 KINDS = [
