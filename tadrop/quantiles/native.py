@@ -75,11 +75,13 @@ void radix_pass1(const void *data, int64_t n, int kind, double shift, int parts,
     }
 }
 
-/* Pass 2 (fp32): inside the wanted buckets (slot[bucket] < slots), a histogram of the next 8
-   bits: hist2[part][slot][bits 14..7]. Unwanted buckets map to slot == slots (a spare row). */
+/* Pass 2 (fp32): inside the wanted buckets (slot[bucket] < slots), a histogram of the next
+   sub bits: hist2[part][slot][bits 14..15-sub]. Unwanted buckets map to slot == slots (a
+   spare row). */
 void radix_pass2(const uint32_t *u, int64_t n, int parts, const int32_t *slot, int slots,
-                 uint32_t *hist2) {
-    const int64_t rows = (int64_t)(slots + 1) * 256;
+                 int sub, uint32_t *hist2) {
+    const int64_t width = (int64_t)1 << sub, rows = (slots + 1) * width;
+    const int shift = 15 - sub;
     #pragma omp parallel for schedule(static, 1)
     for (int p = 0; p < parts; p++) {
         uint32_t *h = hist2 + p * rows;
@@ -87,15 +89,17 @@ void radix_pass2(const uint32_t *u, int64_t n, int parts, const int32_t *slot, i
         const int64_t lo = PART_LO(n, p, parts), hi = PART_LO(n, p + 1, parts);
         for (int64_t i = lo; i < hi; i++) {
             const uint32_t bits = u[i] & 0x7fffffffu;
-            h[(int64_t)slot[bits >> 15] * 256 + ((bits >> 7) & 255)]++;
+            h[slot[bits >> 15] * width + ((bits >> shift) & (width - 1))]++;
         }
     }
 }
 
-/* Pass 3 (fp32): |x| of the entries whose (slot, bits 14..7) is flagged, written from
+/* Pass 3 (fp32): |x| of the entries whose (slot, sub-bucket) is flagged, written from
    out[offsets[part]] on (each part needs one spare entry after its own). */
-void radix_pass3(const uint32_t *u, int64_t n, int parts, const int32_t *slot,
+void radix_pass3(const uint32_t *u, int64_t n, int parts, const int32_t *slot, int sub,
                  const uint8_t *flag, const int64_t *offsets, uint32_t *out) {
+    const int64_t width = (int64_t)1 << sub;
+    const int shift = 15 - sub;
     #pragma omp parallel for schedule(static, 1)
     for (int p = 0; p < parts; p++) {
         int64_t at = offsets[p];
@@ -103,7 +107,7 @@ void radix_pass3(const uint32_t *u, int64_t n, int parts, const int32_t *slot,
         for (int64_t i = lo; i < hi; i++) {
             const uint32_t bits = u[i] & 0x7fffffffu;
             out[at] = bits;
-            at += flag[(int64_t)slot[bits >> 15] * 256 + ((bits >> 7) & 255)];
+            at += flag[slot[bits >> 15] * width + ((bits >> shift) & (width - 1))];
         }
     }
 }
@@ -151,8 +155,8 @@ def _compile(target: Path) -> None:
 def _bind(library: ctypes.CDLL) -> ctypes.CDLL:
     p, i64, i32, f64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
     library.radix_pass1.argtypes = [p, i64, i32, f64, i32, p, p, p]
-    library.radix_pass2.argtypes = [p, i64, i32, p, i32, p]
-    library.radix_pass3.argtypes = [p, i64, i32, p, p, p, p]
+    library.radix_pass2.argtypes = [p, i64, i32, p, i32, i32, p]
+    library.radix_pass3.argtypes = [p, i64, i32, p, i32, p, p, p]
     for function in (library.radix_pass1, library.radix_pass2, library.radix_pass3):
         function.restype = None
     return library

@@ -19,7 +19,10 @@ import torch
 from tadrop.quantiles import native
 
 _KINDS = {torch.float32: 0, torch.bfloat16: 1}
-_SUB_BITS = 8  # pass 2 splits a bucket into 256 sub-buckets (bits 14..7 of an fp32)
+# Pass 2 splits a wanted bucket into 2^SUB_BITS sub-buckets (the next bits of an fp32): its
+# histogram (up to ~1000 buckets x 64 x 4 bytes a thread) stays in L2, and pass 3 collects
+# the sub-buckets of ~1000 ranks: about 1% of the entries.
+SUB_BITS = 6
 
 
 @dataclass
@@ -77,30 +80,36 @@ def _refine(library, flat, parts, cumulative, buckets, within) -> np.ndarray:
     slots = len(wanted)
     slot_of = np.full(65536, slots, dtype=np.int32)
     slot_of[wanted] = np.arange(slots, dtype=np.int32)
-    hist2 = np.empty((parts, slots + 1, 256), dtype=np.uint32)
+    sub_bits = SUB_BITS
+    width = 1 << sub_bits
+    hist2 = np.empty((parts, slots + 1, width), dtype=np.uint32)
     library.radix_pass2(
-        flat.data_ptr(), flat.numel(), parts, slot_of.ctypes.data, slots, hist2.ctypes.data
-    )
-    per_part = hist2[:, :slots].astype(np.int64)  # (parts, slots, 256)
-    counts = per_part.sum(axis=0).reshape(-1)  # flat sub-bucket index = slot * 256 + mid
+        flat.data_ptr(), flat.numel(), parts, slot_of.ctypes.data, slots, sub_bits,
+        hist2.ctypes.data,
+    )  # fmt: skip
+    per_part = hist2[:, :slots].astype(np.int64)  # (parts, slots, width)
+    counts = per_part.sum(axis=0).reshape(-1)  # flat sub-bucket index = slot * width + sub
     running = np.cumsum(counts)
     bucket_sizes = np.diff(cumulative, prepend=0)[wanted]
     slot_start = np.cumsum(bucket_sizes) - bucket_sizes  # entries of earlier wanted buckets
     position = slot_start[slot_of[buckets]] + within  # among entries of wanted buckets
     sub = np.searchsorted(running, position, side="right")  # flat sub-bucket of each rank
     within_sub = position - np.where(sub > 0, running[sub - 1], 0)
-    flag = np.zeros((slots + 1) * 256, dtype=np.uint8)
+    flag = np.zeros((slots + 1) * width, dtype=np.uint8)
     flag[sub] = 1
-    collected_per_part = (per_part.reshape(parts, -1) * flag[: slots * 256]).sum(axis=1)
+    collected_per_part = (per_part.reshape(parts, -1) * flag[: slots * width]).sum(axis=1)
     offsets = np.concatenate([[0], np.cumsum(collected_per_part + 1)]).astype(np.int64)
     out = np.empty(int(offsets[-1]), dtype=np.uint32)
     library.radix_pass3(
-        flat.data_ptr(), flat.numel(), parts, slot_of.ctypes.data,
+        flat.data_ptr(), flat.numel(), parts, slot_of.ctypes.data, sub_bits,
         flag.ctypes.data, offsets.ctypes.data, out.ctypes.data,
     )  # fmt: skip
     keep = np.ones(len(out), dtype=bool)
     keep[offsets[1:] - 1] = False  # each part's spare entry
     collected = np.sort(out[keep])  # bit patterns sort like the values
-    sub_start = (wanted[sub // 256].astype(np.uint32) << 15) | ((sub % 256).astype(np.uint32) << 7)
+    low_bits = 15 - sub_bits
+    sub_start = (wanted[sub // width].astype(np.uint32) << 15) | (
+        (sub % width).astype(np.uint32) << low_bits
+    )
     first = np.searchsorted(collected, sub_start, side="left")
     return collected[first + within_sub].view(np.float32)
