@@ -1,13 +1,17 @@
 """Statistics table: values against direct computation; sketches reproduce d; save/load."""
 
 import math
+import os
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from adversarial_data import adversarial
 from family_fixtures import write_family
+from safetensors.torch import load_file, save_file
 
+from tadrop.io import FileCheckpoint
 from tadrop.quantiles import radix
 from tadrop.sparsify import tadrop_drop_rate
 from tadrop.stats import (
@@ -20,9 +24,17 @@ from tadrop.stats import (
     overall_sparsity,
     quantiles_from_sorted,
     save_stats,
+    sketch_matrix,
     tensor_stats,
 )
+from tadrop.stats.cache import is_cached
 from tadrop.task_vectors import load_family
+
+
+@pytest.fixture(autouse=True)
+def private_home(tmp_path, monkeypatch):
+    """Statistics caches go to a fresh home, never the shared one."""
+    monkeypatch.setenv("TADROP_HOME", str(tmp_path / "home"))
 
 
 @pytest.fixture
@@ -188,3 +200,58 @@ def test_empty_and_nan_tensors_are_named_in_the_error(n):
     tau[[1, 7]] = math.nan
     with pytest.raises(ValueError, match="'lm_head.weight' holds 2 NaN"):
         tensor_stats(tau, name="lm_head.weight")
+
+
+# ------------------------------------------------------------------ the on-disk cache
+
+
+def no_reading(self, name):
+    raise AssertionError(f"read {name} although the statistics are cached")
+
+
+def test_reopening_a_family_reads_no_tensor(tmp_path, monkeypatch):
+    base_dir, task_dirs = write_family(tmp_path)
+    first = compute_stats(load_family(base_dir, task_dirs), device="cpu")
+    cached = list((tmp_path / "home" / "cache" / "stats").iterdir())
+    assert [path.suffix for path in cached] == [".parquet"]  # no temporary file left behind
+    monkeypatch.setattr(FileCheckpoint, "get", no_reading)
+    reopened = load_family(base_dir, task_dirs)
+    seen = []
+    again = compute_stats(reopened, device="cpu", progress=lambda *args: seen.append(args))
+    assert seen == [(len(reopened.tensor_names),) * 2 + ("statistics read from the cache",)]
+    pd.testing.assert_frame_equal(again.drop(columns="sketch"), first.drop(columns="sketch"))
+    np.testing.assert_array_equal(sketch_matrix(again), sketch_matrix(first))
+    assert again.attrs["provenance"] == first.attrs["provenance"]
+    with pytest.raises(AssertionError, match="although the statistics are cached"):
+        compute_stats(reopened, device="cpu", cache=False)
+    with pytest.raises(AssertionError, match="although the statistics are cached"):
+        compute_stats(reopened, a=0.4, device="cpu")  # another a: another table
+
+
+def test_a_rewritten_checkpoint_is_read_again(tmp_path, monkeypatch):
+    base_dir, task_dirs = write_family(tmp_path)
+    first = compute_stats(load_family(base_dir, task_dirs), device="cpu")
+    task_file = task_dirs["task1"] / "model.safetensors"
+    state = load_file(str(task_file))
+    save_file({name: tensor * 2 for name, tensor in state.items()}, str(task_file))
+    reads = []
+    original_get = FileCheckpoint.get
+    monkeypatch.setattr(
+        FileCheckpoint, "get", lambda self, name: reads.append(name) or original_get(self, name)
+    )
+    again = compute_stats(load_family(base_dir, task_dirs), device="cpu")
+    assert reads
+    changed = again.task == "task1"
+    assert not np.allclose(again[changed].l2, first[changed].l2)
+    np.testing.assert_array_equal(again[~changed].l2, first[~changed].l2)
+
+
+def test_touching_a_file_invalidates_the_cache(tmp_path):
+    base_dir, task_dirs = write_family(tmp_path)
+    family = load_family(base_dir, task_dirs)
+    compute_stats(family, device="cpu")
+    assert is_cached(family, 0.5, 0.95, 1e-12)
+    task_file = task_dirs["task0"] / "model.safetensors"
+    status = task_file.stat()
+    os.utime(task_file, ns=(status.st_atime_ns, status.st_mtime_ns + 1))
+    assert not is_cached(load_family(base_dir, task_dirs), 0.5, 0.95, 1e-12)

@@ -129,9 +129,8 @@ def _machine() -> str:
 
 
 def _cache_dir() -> Path:
-    home = os.environ.get("TADROP_HOME")
-    root = Path(home) / "cache" if home else Path(tempfile.gettempdir()) / f"tadrop-{os.getuid()}"
-    return root / "kernels"
+    """Builds are machine-local: the user's temporary folder (a cleaned one costs a rebuild)."""
+    return Path(tempfile.gettempdir()) / f"tadrop-{os.getuid()}" / "kernels"
 
 
 def _compile(target: Path) -> None:

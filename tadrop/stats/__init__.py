@@ -1,6 +1,7 @@
 """Per-tensor statistics of task vectors, with exact quantile sketches of |tau|: one row per
 task x tensor (``row.py``), the family's table and what is read from it (``table.py``)."""
 
+from tadrop.stats.files import load_stats, save_stats
 from tadrop.stats.row import (
     SKETCH_GRID,
     SKETCH_POINTS,
@@ -13,10 +14,8 @@ from tadrop.stats.table import (
     abs_histogram,
     compute_stats,
     drop_rates_from_sketch,
-    load_stats,
     overall_sparsity,
     quantiles_from_sketch,
-    save_stats,
     sketch_matrix,
 )
 

@@ -9,10 +9,8 @@ recomputed from the table alone, without reading a tensor again.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,6 +24,7 @@ from tadrop.sparsify.tadrop_drop import (
     check_quantiles,
     drop_rate_of,
 )
+from tadrop.stats import cache as stats_cache
 from tadrop.stats.row import SKETCH_POINTS, sorted_magnitudes, tensor_stats
 from tadrop.task_vectors import ModelFamily, iter_task_vectors
 
@@ -60,9 +59,29 @@ def compute_stats(
     eps: float = DEFAULT_EPS,
     device: str | torch.device = "auto",
     progress: Callable[[int, int, str], None] | None = None,
+    cache: bool = True,
 ) -> pd.DataFrame:
-    """The statistics table of a family: one row per task x tensor (see ``COLUMNS``)."""
+    """The statistics table of a family: one row per task x tensor (see ``COLUMNS``).
+
+    ``cache``: read the table from ``$TADROP_HOME/cache/stats`` when the family's files are
+    unchanged since it was computed (no tensor is read; ``progress`` then reports all tensors
+    done at once), else compute it and write it there (see ``tadrop.stats.cache``).
+    """
     check_quantiles(a, b, eps)
+    path = stats_cache.cache_path(family, a, b, eps) if cache else None
+    cached = stats_cache.read_cached(path) if path is not None else None
+    if cached is not None:
+        if progress is not None:
+            total = len(family.tensor_names)
+            progress(total, total, "statistics read from the cache")
+        return cached
+    table = _compute_table(family, a, b, eps, device, progress)
+    if path is not None:
+        stats_cache.write_cached(table, path)
+    return table
+
+
+def _compute_table(family, a, b, eps, device, progress) -> pd.DataFrame:
     rows = []
     total = len(family.tensor_names)
     for done, tensor in enumerate(iter_task_vectors(family, device=device)):
@@ -147,46 +166,3 @@ def abs_histogram(tau: torch.Tensor, bins: int = 80, log: bool = False) -> pd.Da
         edges = np.linspace(0.0, max(float(magnitude[-1]), 1e-12), bins + 1)
     counts, edges = np.histogram(magnitude, bins=edges)
     return pd.DataFrame({"left": edges[:-1], "right": edges[1:], "count": counts})
-
-
-def save_stats(table: pd.DataFrame, path: str | Path) -> Path:
-    """Parquet keeps sketches and provenance; CSV drops the sketches (a flat table)."""
-    from tadrop.io import atomic_write_bytes
-
-    path = Path(path)
-    provenance = json.dumps(table.attrs.get("provenance", {}), default=str)
-    if path.suffix == ".csv":
-        atomic_write_bytes(path, table.drop(columns=["sketch"]).to_csv(index=False).encode())
-        return path
-    import io
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    frame = table.copy()
-    frame["sketch"] = [np.asarray(sketch, dtype=np.float64).tolist() for sketch in frame["sketch"]]
-    arrow = pa.Table.from_pandas(frame, preserve_index=False)
-    arrow = arrow.replace_schema_metadata(
-        {**(arrow.schema.metadata or {}), b"tadrop_provenance": provenance.encode()}
-    )
-    buffer = io.BytesIO()
-    pq.write_table(arrow, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
-
-
-def load_stats(path: str | Path) -> pd.DataFrame:
-    """Read a table written by ``save_stats`` (parquet, with provenance and sketches)."""
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"No statistics table at {path}; write one with `tadrop stats`.")
-    if path.suffix == ".csv":
-        return pd.read_csv(path)
-    arrow = pq.read_table(path)
-    table = arrow.to_pandas()
-    table["sketch"] = [np.asarray(sketch, dtype=np.float64) for sketch in table["sketch"]]
-    raw = (arrow.schema.metadata or {}).get(b"tadrop_provenance")
-    table.attrs["provenance"] = json.loads(raw) if raw else {}
-    return table
