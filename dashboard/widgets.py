@@ -4,6 +4,7 @@ display, and inputs for a registry class's parameters."""
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -94,13 +95,54 @@ def require_family() -> tuple[state.FamilySource, ModelFamily]:
 
 
 def require_statistics(source: state.FamilySource, family: ModelFamily) -> pd.DataFrame:
-    """The family's statistics table (computed once, with a progress bar)."""
+    """The family's statistics table: computed once under a progress bar (tensors done and
+    the time left), then read from the caches."""
+    if not state.statistics_ready(source.key, family):
+        bar = st.progress(0.0, text="Computing task-vector statistics…")
+        computed = call_or_error(
+            lambda: state.compute_statistics(
+                source.key, state.device(), family, statistics_progress(bar, family)
+            ),
+            what="Statistics",
+        )
+        bar.empty()
+        if computed is None:
+            st.stop()
     table = call_or_error(
         lambda: state.statistics(source.key, state.device(), family), what="Statistics"
     )
     if table is None:
         st.stop()
     return table
+
+
+def statistics_progress(bar: Any, family: ModelFamily) -> Callable[[int, int, str], None]:
+    """A ``progress(done, total, name)`` that shows tensors done and the time left, estimated
+    from the entries read so far (tensors differ in size by orders of magnitude)."""
+    started = time.monotonic()
+    total_entries = max(family.total_params, 1)
+    seen = {"entries": 0}
+
+    def progress(done: int, total: int, name: str) -> None:
+        if name in family.tensor_names:
+            seen["entries"] += family.numel(name)
+        fraction = 1.0 if done >= total else min(seen["entries"] / total_entries, 1.0)
+        text = f"Statistics: {done}/{total} tensors"
+        if 0 < fraction < 1:
+            left = (time.monotonic() - started) * (1 - fraction) / fraction
+            text += f", about {format_duration(left)} left"
+        bar.progress(fraction, text=f"{text} ({name})")
+
+    return progress
+
+
+def format_duration(seconds: float) -> str:
+    """12 s, 3 min, 1.5 h."""
+    if seconds < 90:
+        return f"{max(seconds, 1):.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def quantile_controls(container: Any = st) -> tuple[float, float, float]:
