@@ -19,6 +19,7 @@ import torch
 from tadrop.quantiles import native
 
 _KINDS = {torch.float32: 0, torch.bfloat16: 1}
+_COPIES = 2  # histograms per part in pass 1 (COPIES in the C source)
 # Pass 2 splits a wanted bucket into 2^SUB_BITS sub-buckets (the next bits of an fp32): its
 # histogram (up to ~1000 buckets x 64 x 4 bytes a thread) stays in L2, and pass 3 collects
 # the sub-buckets of ~1000 ranks: about 1% of the entries.
@@ -53,7 +54,7 @@ def abs_order_statistics(flat: torch.Tensor, ranks: np.ndarray) -> tuple[np.ndar
     kind = _KINDS[flat.dtype]
     parts = _parts()
     bins = 65536 if kind == 0 else 32768
-    hist = np.empty((parts, bins), dtype=np.uint32)
+    hist = np.empty((parts, _COPIES, bins), dtype=np.uint32)
     sums = np.zeros((parts, 6), dtype=np.float64)
     counts = np.zeros((parts, 2), dtype=np.int64)
     shift = float(flat[0])  # sums of x - x[0]: exact zeros for a constant tensor
@@ -61,6 +62,7 @@ def abs_order_statistics(flat: torch.Tensor, ranks: np.ndarray) -> tuple[np.ndar
         flat.data_ptr(), flat.numel(), kind, shift, parts,
         hist.ctypes.data, sums.ctypes.data, counts.ctypes.data,
     )  # fmt: skip
+    hist = hist.sum(axis=1, dtype=np.int64)  # (parts, bins)
     zeros, nans = (int(value) for value in counts.sum(axis=0))
     power = PowerSums(shift, sums.sum(axis=0), zeros, nans)
     if nans:
