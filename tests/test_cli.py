@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from tadrop.cli import main
-from tadrop.cli_demo import dashboard_command
+from tadrop.cli.demo import dashboard_command
 from tadrop.stats import load_stats
 from tests.family_fixtures import write_family
 
@@ -297,7 +297,7 @@ def test_demo_sample_configs_run_on_the_quick_zoo(quick_text_zoo) -> None:
     from tadrop.config import load_config
     from tadrop.evaluate import ZooEvaluator, evaluate
     from tadrop.merge import run_merge
-    from tadrop.report_bench import ZooHalf
+    from tadrop.report.bench import ZooHalf
     from tadrop.task_vectors import load_family
 
     tasks = quick_text_zoo.tasks[:2]

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from tadrop.report import write_report
-from tadrop.report_experiments import SETTINGS, Row, finetuned_state, scaled_model_for
-from tadrop.report_markdown import grid_table, normalized_average
-from tadrop.report_svg import grouped_bars, heatmap, line_chart, nice_ticks
+from tadrop.report.experiments import SETTINGS, Row, finetuned_state, scaled_model_for
+from tadrop.report.markdown import grid_table, normalized_average
+from tadrop.report.svg import grouped_bars, heatmap, line_chart, nice_ticks
 from tadrop.task_vectors import load_family
 from tests.family_fixtures import write_family
 
@@ -124,7 +124,7 @@ def test_report_on_a_synthetic_bench(family, tmp_path: Path) -> None:
 
 
 def test_lambda_is_chosen_on_validation(family) -> None:
-    from tadrop.report_experiments import tuned_row
+    from tadrop.report.experiments import tuned_row
 
     bench = DistanceBench(family)
     row, scores = tuned_row(bench, "TA", "task_arithmetic", None, SETTINGS["quick"].scalings, "cpu")

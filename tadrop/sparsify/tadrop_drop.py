@@ -16,6 +16,8 @@ parameter-weighted mean of the per-tensor d, the same overall sparsity spread ev
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import numpy as np
@@ -115,6 +117,8 @@ def tadrop_keep_mask(
 
 class TADrop(Sparsifier):
     name: ClassVar[str] = "tadrop"
+    # set by fit (scope="global"); read-only empty until then: __init__ only stores parameters
+    _global_rates: Mapping[str, float] = MappingProxyType({})
 
     def __init__(
         self,
@@ -131,7 +135,6 @@ class TADrop(Sparsifier):
         self.rescale = rescale
         self.scope = scope
         self.complement = complement
-        self._global_rates: dict[str, float] = {}
 
     def validate(self) -> None:
         super().validate()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from tadrop.report_svg import grouped_bars, heatmap, line_chart
+from tadrop.report.svg import grouped_bars, heatmap, line_chart
 
 
 def _weighted_mean(table: pd.DataFrame, by: list[str]) -> pd.Series:

@@ -12,19 +12,28 @@ and its default are listed in docs/cli.md.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ByteSize,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+)
 
-from tadrop.config_yaml import ConfigError, KeyLines, Location, format_location, read_yaml
+from tadrop.config.yaml_source import ConfigError
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
-_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
-_UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
+MAX_SWEEP_POINTS = 1000  # a sweep above this is refused unless its max_points: says more
+_BYTE_SIZE = TypeAdapter(ByteSize)
 
 
 def default_tadrop_home() -> Path:
@@ -70,16 +79,12 @@ OutputPath = Annotated[Path, BeforeValidator(lambda value, info: _resolve(value,
 
 def parse_size(value: int | str) -> int:
     """Bytes from an int or a string such as ``5GB`` or ``500MiB``."""
-    if isinstance(value, bool):
-        raise ValueError("expected a size such as 5GB or a number of bytes")
-    if isinstance(value, int):
-        number, unit = value, "b"
-    else:
-        match = _SIZE.match(str(value))
-        if not match:
-            raise ValueError(f"{value!r} is not a size; write e.g. 5GB, 500MB, 2GiB or bytes")
-        number, unit = float(match.group(1)), (match.group(2) or "B").lower()
-    size = int(number * _UNITS[unit])
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"expected a size such as 5GB or a number of bytes, got {value!r}")
+    try:
+        size = int(_BYTE_SIZE.validate_python(value))
+    except ValidationError:
+        raise ValueError(f"{value!r} is not a size; write e.g. 5GB, 500MB, 2GiB or bytes") from None
     if size <= 0:
         raise ValueError(f"size {value!r} must be positive")
     return size
@@ -132,6 +137,18 @@ class SweepConfig(_Section):
 
     method_params: dict[str, list[Any]] = Field(default_factory=dict)
     sparsifier_params: dict[str, list[Any]] = Field(default_factory=dict)
+    max_points: int | None = None  # raise the limit (MAX_SWEEP_POINTS) deliberately
+
+    @property
+    def size(self) -> int:
+        """The number of grid points, counted without enumerating them."""
+        return math.prod(
+            len(v) for v in [*self.method_params.values(), *self.sparsifier_params.values()]
+        )
+
+    @property
+    def limit(self) -> int:
+        return MAX_SWEEP_POINTS if self.max_points is None else self.max_points
 
 
 class RunConfig(_Section):
@@ -161,13 +178,9 @@ class RunConfig(_Section):
 
     def merge_spec(self) -> tuple[str, str | None]:
         """(method, sparsifier) after presets are applied."""
-        from tadrop import registry
+        from tadrop.registry import resolve_preset
 
-        chosen = None if self.sparsifier in (None, "none") else self.sparsifier
-        if self.method in registry.PRESETS:
-            preset = registry.PRESETS[self.method]
-            return preset.method, chosen or preset.sparsifier
-        return self.method, chosen
+        return resolve_preset(self.method, self.sparsifier)
 
     def grid(self) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
         """(label, method_params, sparsifier_params) for each sweep point (one without sweep)."""
@@ -206,79 +219,6 @@ def sweep_grid(method_params: dict, sparsifier_params: dict, sweep: SweepConfig 
     return points
 
 
-def load_config(path: str | os.PathLike[str]) -> RunConfig:
-    """Read and validate a run config; ConfigError (file:line, key, allowed values) if invalid."""
-    path = Path(path).expanduser().absolute()
-    data, lines = read_yaml(path)
-    return validate_config(data, folder=path.parent, source=path, lines=lines)
-
-
-def validate_config(
-    data: dict[str, Any], *, folder: Path, source: Path | None = None, lines: KeyLines | None = None
-) -> RunConfig:
-    """Validate already parsed config data (paths relative to ``folder``)."""
-    from tadrop.config_checks import semantic_problems
-
-    lines = lines or KeyLines(None)
-    where = str(source) if source else "config"
-    context = {"folder": folder, "template": data.get("template") is True}
-    try:
-        config = RunConfig.model_validate(data, context=context)
-    except ValidationError as error:
-        problems = [(tuple(item["loc"]), _pydantic_message(item)) for item in error.errors()]
-        raise ConfigError(_format_problems(where, problems, lines)) from None
-    config.source = source
-    problems = semantic_problems(config)
-    if problems:
-        raise ConfigError(_format_problems(where, problems, lines))
-    return config
-
-
-def _section_fields(location: Location) -> list[str]:
-    """The keys allowed in the section at ``location`` (for unknown-key messages)."""
-    model: type[BaseModel] = RunConfig
-    for part in location:
-        field = model.model_fields.get(str(part)) if isinstance(part, str) else None
-        annotation = getattr(field, "annotation", None)
-        candidates = getattr(annotation, "__args__", (annotation,))
-        submodels = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
-        if not submodels:
-            return []
-        model = submodels[0]
-    return [name for name in model.model_fields if name != "source"]
-
-
-def _pydantic_message(item: dict[str, Any]) -> str:
-    location = tuple(item["loc"])
-    if item["type"] == "extra_forbidden":
-        allowed = _section_fields(location[:-1])
-        return f"unknown key {location[-1]!r}; allowed keys here: {', '.join(allowed)}"
-    if item["type"] == "missing":
-        return "is required but missing"
-    message = item["msg"].removeprefix("Value error, ")
-    if item["type"] == "literal_error":
-        message = f"{message}; got {item.get('input')!r}"
-    return message
-
-
-def _format_problems(where: str, problems: list[tuple[Location, str]], lines: KeyLines) -> str:
-    formatted = []
-    for location, message in _dedupe(problems):
-        line = lines.line_of(location)
-        prefix = f"{where}:{line}" if line is not None else where
-        formatted.append(f"{prefix}: {format_location(location)}: {message}.")
-    if len(formatted) == 1:
-        return formatted[0]
-    return f"{where}: {len(formatted)} problems:\n  " + "\n  ".join(formatted)
-
-
-def _dedupe(problems: list[tuple[Location, str]]) -> list[tuple[Location, str]]:
-    seen: dict[Location, str] = {}
-    for location, message in problems:
-        seen.setdefault(location, message)
-    return list(seen.items())
-
-
 __all__ = [
     "ConfigError",
     "DemoSource",
@@ -288,7 +228,6 @@ __all__ = [
     "SweepConfig",
     "default_tadrop_home",
     "expand_path",
-    "load_config",
+    "MAX_SWEEP_POINTS",
     "parse_size",
-    "validate_config",
 ]

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tadrop.cli_output import Console, UsageError, checking_inputs
+from tadrop.cli.output import Console, UsageError, checking_inputs
 from tadrop.config import DemoSource
 
 
@@ -102,29 +102,3 @@ def command_dashboard(args, console: Console) -> int:
         command, environ = dashboard_command(args.port, args.data_root)
     console.info("starting: " + " ".join(command))
     return subprocess.call(command, env=environ)
-
-
-def command_report(args, console: Console) -> dict[str, Any]:
-    from tadrop.report import write_report
-
-    output = Path(args.output).expanduser().absolute()
-    with checking_inputs():
-        if (
-            output.exists()
-            and (not output.is_dir() or any(output.iterdir()))
-            and not args.overwrite
-        ):
-            raise UsageError(
-                f"{output} already exists and is not empty; pass --overwrite to replace it."
-            )
-    zoos = tuple(args.zoo or ("text", "image"))
-    path = write_report(
-        output,
-        zoos=zoos,
-        size=args.size,
-        device=args.device,
-        overwrite=args.overwrite,
-        log=console.info,
-    )
-    console.result({"report": str(path)}, f"wrote {path}")
-    return {"report": str(path)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tadrop.report_markdown import (
+from tadrop.report.markdown import (
     accuracy_table,
     claim_checks,
     claims_table,
@@ -18,7 +18,7 @@ from tadrop.report_markdown import (
 )
 
 if TYPE_CHECKING:
-    from tadrop.report import ZooReport
+    from tadrop.report.results import ZooReport
 
 ZOO_TITLES = {"text": "Text zoo (Transformer encoder)", "image": "Image zoo (CNN)"}
 

@@ -1,7 +1,8 @@
 """The ``tadrop`` command: parse arguments, validate inputs, call one library function.
 
 Exit codes: 0 success, 2 bad usage or config (found before any work starts), 1 failure while
-working, 130 interrupted (Ctrl-C; writers are atomic, so nothing half-written is left).
+working, 130 interrupted (Ctrl-C), 143 SIGTERM, 129 SIGHUP (writers are atomic, so nothing
+half-written is left).
 Messages go to stderr; ``--json`` prints one JSON object on stdout; ``--quiet`` prints nothing
 but errors. See docs/cli.md.
 """
@@ -16,11 +17,11 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
+import traceback  # noqa: E402
 from collections.abc import Sequence
 from typing import Any
 
-from tadrop.cli_output import (  # noqa: E402
-    EXIT_INTERRUPTED,
+from tadrop.cli.output import (  # noqa: E402
     EXIT_OK,
     EXIT_RUNTIME,
     EXIT_USAGE,
@@ -156,76 +157,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def command_stats(args: argparse.Namespace, console: Console) -> dict[str, Any]:
-    from pathlib import Path
-
-    from tadrop.cli_output import checking_inputs, format_table
-    from tadrop.stats import compute_stats, overall_sparsity, save_stats
-    from tadrop.task_vectors import load_family
-
-    output = Path(args.output).expanduser()
-    with checking_inputs():
-        if output.suffix not in (".parquet", ".csv"):
-            raise UsageError(f"-o {output}: use a .parquet or .csv file name.")
-        if output.exists() and not args.overwrite:
-            raise UsageError(f"{output} already exists; pass --overwrite to replace it.")
-        for path in [args.base, *args.finetuned]:
-            if not Path(path).expanduser().exists():
-                raise UsageError(f"{path}: no such file or folder.")
-        family = load_family(
-            args.base,
-            list(args.finetuned),
-            include=args.include,
-            exclude=args.exclude,
-            keys=args.keys,
-            align_prefixes=args.align_prefixes,
-        )
-        from tadrop.sparsify import check_quantiles
-
-        check_quantiles(args.a, args.b, args.eps)
-    with console.progress("stats") as progress:
-        table = compute_stats(
-            family, a=args.a, b=args.b, eps=args.eps, device=args.device, progress=progress
-        )
-    save_stats(table, output)
-    sparsity = overall_sparsity(table, table["drop_rate"]).to_dict()
-    rows = [{"task": task, "overall_drop_rate": rate} for task, rate in sparsity.items()]
-    text = f"wrote {output} ({len(table)} rows)\n" + format_table(
-        rows, ["task", "overall_drop_rate"]
-    )
-    console.result({"output": str(output), "rows": len(table), "overall_drop_rate": sparsity}, text)
-    return {"output": str(output)}
-
-
 def _dispatch(args: argparse.Namespace, console: Console) -> Any:
     if args.command == "stats":
+        from tadrop.cli.stats import command_stats
+
         return command_stats(args, console)
     if args.command == "merge":
-        from tadrop.cli_merge import command_merge
+        from tadrop.cli.merge import command_merge
 
         return command_merge(args, console)
     if args.command == "eval":
-        from tadrop.cli_eval import command_eval
+        from tadrop.cli.eval import command_eval
 
         return command_eval(args, console)
     if args.command == "demo":
-        from tadrop.cli_demo import command_demo_build
+        from tadrop.cli.demo import command_demo_build
 
         return command_demo_build(args, console)
     if args.command == "dashboard":
-        from tadrop.cli_demo import command_dashboard
+        from tadrop.cli.demo import command_dashboard
 
         return command_dashboard(args, console)
     if args.command == "report":
-        from tadrop.cli_demo import command_report
+        from tadrop.cli.report import command_report
 
         return command_report(args, console)
     raise UsageError("no command given; run `tadrop --help` for the list.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``tadrop`` console script; returns the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Entry point of the ``tadrop`` console script; returns the exit code.
+
+    SIGTERM and SIGHUP are handled like Ctrl-C while it runs (exit 143 and 129, and every
+    writer's cleanup runs, so no temporary file is left)."""
+    from tadrop.io.signals import signals_as_interrupts
+
+    with signals_as_interrupts():
+        return _main(list(sys.argv[1:] if argv is None else argv))
+
+
+def _main(argv: list[str]) -> int:
     console = Console(quiet="-q" in argv or "--quiet" in argv, as_json="--json" in argv)
     try:
         args = build_parser().parse_args(argv)
@@ -240,13 +211,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         console.error(str(error))
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
+        from tadrop.io.signals import interrupt_exit_code
+
         console.error(
-            "interrupted; outputs are written atomically, so nothing half-written was left."
+            f"interrupted ({interrupt or 'Ctrl-C'}); outputs are written atomically, "
+            "so nothing half-written was left."
         )
-        return EXIT_INTERRUPTED
+        return interrupt_exit_code(interrupt)
     except (ValueError, RuntimeError, OSError) as error:
         console.error(str(error))
+        return EXIT_RUNTIME
+    except Exception as error:  # a bug: the traceback for a report, and still one JSON object
+        traceback.print_exc()
+        console.error(
+            f"internal error ({type(error).__name__}: {error}); please report it with the "
+            "traceback above."
+        )
         return EXIT_RUNTIME
 
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from tadrop.cli_merge import merge_points, open_family
-from tadrop.cli_output import Console, UsageError, checking_inputs, format_table
+from tadrop.cli.merge import merge_points, open_family
+from tadrop.cli.output import Console, UsageError, checking_inputs, format_table
 from tadrop.config import RunConfig
 
 
@@ -34,7 +34,7 @@ def csv_path(config: RunConfig, override: str | None) -> Path:
 def make_evaluator(config: RunConfig, family):
     """(evaluator, individual scores or None, base scores or None) for the config's family."""
     from tadrop.evaluate import HFSequenceClassificationEvaluator, ZooEvaluator
-    from tadrop.report_experiments import base_state, finetuned_state
+    from tadrop.report.experiments import base_state, finetuned_state
 
     settings = config.eval
     if config.demo is not None and (settings is None or settings.data is None):

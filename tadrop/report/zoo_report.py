@@ -1,7 +1,7 @@
 """The reproduction report: re-make the TADrop paper's tables and figures on the demo zoos.
 
 ``write_report(out_dir, zoos=("text", "image"), size="quick")`` runs the experiments of
-``report_experiments`` on each zoo, draws the figures (SVG), and writes ``README.md`` with the
+``tadrop.report.experiments`` on each zoo, draws the figures (SVG), and writes ``README.md`` with the
 measured numbers, the paper's claims checked against them, the machine and the timings, plus
 ``results.json`` with every number. The folder is written atomically.
 """
@@ -13,15 +13,15 @@ import platform
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
-from tadrop.report_experiments import (
+from tadrop.report.document import render_report
+from tadrop.report.experiments import (
     SETTINGS,
     Bench,
     Row,
@@ -30,32 +30,17 @@ from tadrop.report_experiments import (
     quantile_grid,
     sparsity_sweep,
 )
-from tadrop.report_landscape import (
+from tadrop.report.landscape import (
     component_bars,
     component_table,
     drop_rate_heatmap,
     landscape_summary,
     layer_profile,
 )
-from tadrop.report_svg import line_chart
+from tadrop.report.results import ZooReport
+from tadrop.report.svg import line_chart
 
 SEED = 0
-
-
-@dataclass
-class ZooReport:
-    zoo: str
-    size: str
-    description: dict[str, Any]
-    main_rows: list[Row]
-    selections: dict[str, dict[float, float]]
-    ablation: list[Row]
-    grid: list[Row]
-    sweep: dict[str, list[Row]]
-    landscape: pd.DataFrame
-    components: pd.DataFrame
-    figures: dict[str, str] = field(default_factory=dict)  # file name -> SVG text
-    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def fix_seeds(seed: int = SEED) -> None:
@@ -176,7 +161,6 @@ def write_report(
     ``benches`` lets a caller pass zoos it already opened (tests share one); otherwise each
     zoo is opened (and built if absent) with ``report_bench.open_bench``.
     """
-    from tadrop.report_document import render_report
     from tadrop.task_vectors import resolve_device
 
     if size not in SETTINGS:
@@ -187,7 +171,7 @@ def write_report(
     for zoo in zoos:
         bench = (benches or {}).get(zoo)
         if bench is None:
-            from tadrop.report_bench import open_bench
+            from tadrop.report.bench import open_bench
 
             bench = open_bench(zoo, size, SETTINGS[size], log=log)
         reports.append(run_zoo(bench, size, device, log))

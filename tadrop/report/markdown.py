@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from tadrop.report_experiments import Row
+from tadrop.report.experiments import Row
 
 if TYPE_CHECKING:
-    from tadrop.report import ZooReport
+    from tadrop.report.results import ZooReport
 
 # The paper's claims (arXiv 2508.06163) that the demo can test, as sentences.
 PAPER_CLAIMS = {

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from tadrop.evaluate import ZooEvaluator
-from tadrop.report_experiments import ModelFor, Settings
+from tadrop.report.experiments import ModelFor, Settings
 from tadrop.task_vectors import ModelFamily, load_family
 from tadrop.zoo import Zoo
 from tadrop.zoo.datasets import LabelledData

@@ -1,0 +1,7 @@
+"""``python -m tadrop.cli``: the ``tadrop`` command."""
+
+import sys
+
+from tadrop.cli import main
+
+sys.exit(main())
