@@ -1,7 +1,7 @@
 """The statistics row of one tensor against the memory-bandwidth floor, idle and under load.
 
 Run: python3 bench/bench_stats.py [--sizes 16M,64M,256M] [--dtypes float32,bfloat16]
-     [--reference-max 64M] [--repeats 5] [--loads idle,busy]
+     [--reference-max 64M] [--repeats 5] [--load idle,loaded]
 
 For heavy-tailed fp32 and bf16 tensors (``bench_quantiles.heavy_tailed``: Laplace entries
 times log-uniform column scales) it times, against one read pass (``t.sum()``, the least of
@@ -13,7 +13,8 @@ three back-to-back ones in the same repeat):
 - ``tadrop_keep_mask(t)`` (the TADrop op, warmed up: the compiled pass).
 Each number is the median over repeats of (time / read pass of that repeat). Every case runs
 twice: on the machine as it is ("idle": nothing started by the bench) and under a background
-load the bench starts itself ("busy": one spinning process per CPU core). The radix sketch is
+load the bench starts itself ("loaded": one spinning process per CPU core,
+``background_load.py``). The radix sketch is
 checked bit for bit against the sort reference wherever the reference runs. The cold cost of
 building the C kernel (a fresh cache folder) is timed once.
 """
@@ -21,7 +22,6 @@ building the C kernel (a fresh cache folder) is timed once.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import platform
 import sys
@@ -33,40 +33,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from background_load import CONDITIONS, condition, parse_conditions  # noqa: E402
 from bench_quantiles import heavy_tailed, parse_size, time_ratios  # noqa: E402
 
 from tadrop.quantiles import native  # noqa: E402
 from tadrop.sparsify.tadrop_drop import tadrop_keep_mask  # noqa: E402
 from tadrop.stats import row as stats_row  # noqa: E402
 from tadrop.stats import tensor_stats  # noqa: E402
-
-
-def _spin() -> None:
-    while True:
-        pass
-
-
-class BackgroundLoad:
-    """One busy process per CPU core while inside the ``with`` block (none when off)."""
-
-    def __init__(self, on: bool) -> None:
-        self.on = on
-        self.processes: list[multiprocessing.Process] = []
-
-    def __enter__(self) -> BackgroundLoad:
-        if self.on:
-            for _ in range(os.cpu_count() or 1):
-                process = multiprocessing.Process(target=_spin, daemon=True)
-                process.start()
-                self.processes.append(process)
-            time.sleep(0.5)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            process.join()
 
 
 def sort_reference(t: torch.Tensor) -> dict:
@@ -91,7 +64,7 @@ def bench_case(t: torch.Tensor, repeats: int, with_reference: bool, load: str) -
         "tensor_stats (radix passes)": lambda: tensor_stats(t),
         "tadrop_keep_mask": lambda: tadrop_keep_mask(t),
     }
-    with BackgroundLoad(load == "busy"):
+    with condition(load):
         timings = time_ratios(methods, t, repeats)
         if with_reference:
             timings.update(
@@ -123,7 +96,7 @@ def main() -> None:
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--reference-max", default="64M", help="sort reference up to here")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--loads", default="idle,busy")
+    parser.add_argument("--load", default=",".join(CONDITIONS), help="idle,loaded or one")
     args = parser.parse_args()
     reference_max = parse_size(args.reference_max)
     print(
@@ -139,7 +112,7 @@ def main() -> None:
         for size in args.sizes.split(","):
             t = heavy_tailed(parse_size(size), getattr(torch, dtype_name))
             with_reference = t.numel() <= reference_max
-            for load in args.loads.split(","):
+            for load in parse_conditions(args.load):
                 for line in bench_case(t, args.repeats, with_reference, load):
                     print(line, flush=True)
             if with_reference:
