@@ -255,3 +255,17 @@ def test_touching_a_file_invalidates_the_cache(tmp_path):
     status = task_file.stat()
     os.utime(task_file, ns=(status.st_atime_ns, status.st_mtime_ns + 1))
     assert not is_cached(load_family(base_dir, task_dirs), 0.5, 0.95, 1e-12)
+
+
+def test_without_a_c_compiler_statistics_fall_back_to_the_sort(monkeypatch, tmp_path):
+    from tadrop.quantiles import native
+
+    monkeypatch.setattr(native, "_state", {})
+    monkeypatch.setattr(native, "_cache_dir", lambda: tmp_path / "kernels")
+    monkeypatch.setenv("CC", "no-such-compiler")
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither cc nor gcc
+    tau = adversarial("cauchy", 100_003, seed=2)
+    with pytest.warns(RuntimeWarning, match="could not build the statistics kernel"):
+        stats = tensor_stats(tau)
+    assert not radix.supports(tau)
+    np.testing.assert_array_equal(stats["sketch"], sort_reference(tau))
