@@ -269,3 +269,10 @@ def test_without_a_c_compiler_statistics_fall_back_to_the_sort(monkeypatch, tmp_
         stats = tensor_stats(tau)
     assert not radix.supports(tau)
     np.testing.assert_array_equal(stats["sketch"], sort_reference(tau))
+
+
+@pytest.mark.parametrize("n", [5, 300_001])
+def test_max_abs_of_a_tensor_with_infinities_is_inf(n):
+    tau = adversarial("normal", n)
+    tau[1] = -math.inf
+    assert tensor_stats(tau)["max_abs"] == math.inf

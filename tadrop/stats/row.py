@@ -128,7 +128,7 @@ def tensor_stats(
         "std": math.sqrt(variance),
         "mean_abs": moments["mean_abs"],
         "l2": moments["l2"],
-        "max_abs": float(sketch[-1]),
+        "max_abs": float(values[-1]),  # rank n - 1 (the sketch lerps inf to nan there)
         "zero_frac": zeros / numel,
         "kurtosis": moments["fourth"] / variance**2 - 3.0 if variance > 0 else float("nan"),
         "q_a": q_a,
