@@ -28,6 +28,11 @@ Tensors of up to 2^22 entries on the CPU (2^16 on CUDA) and requests for more th
 separate quantiles take a whole-tensor route instead (``selection.py``): numpy selection
 (single-rank partitions) of a copy of the values, then one comparison pass for the mask (CUDA:
 a full sort). Scratch buffers are reused per thread: ``release_buffers()`` frees them.
+
+Many ranks at once (the statistics table's 1001-point sketch of |tau|): ``radix.py`` selects
+them on the bit patterns of |x| (histograms of the high bits, then the few entries of the
+sub-buckets that hold a wanted rank), in a small C kernel (``native.py``) built once per
+machine; the moments ride along in its first pass.
 """
 
 from tadrop.quantiles.api import (
