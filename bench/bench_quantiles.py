@@ -32,8 +32,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import tadrop.quantiles as quantile_engine  # noqa: E402
-from tadrop.quantiles import abs_quantiles, tadrop_keep_mask  # noqa: E402
+from tadrop.quantiles import abs_quantiles  # noqa: E402
+from tadrop.quantiles import settings as engine_limits  # noqa: E402
+from tadrop.quantiles.kernel import COMPILER  # noqa: E402
+from tadrop.sparsify.tadrop_drop import tadrop_keep_mask  # noqa: E402
 
 QS = [0.5, 0.95]
 TORCH_QUANTILE_MAX = 1 << 24
@@ -149,12 +151,11 @@ def time_ratios(methods: dict, t: torch.Tensor, repeats: int) -> dict[str, tuple
 
 def eager_tadrop(t: torch.Tensor, out: torch.Tensor) -> None:
     """tadrop_keep_mask through the chunked eager pass (the engine's no-compiler fallback)."""
-    state = quantile_engine._fused_state  # private switch: this bench only
-    enabled, state["enabled"] = state["enabled"], False
+    enabled, COMPILER.enabled = COMPILER.enabled, False  # private switch: this bench only
     try:
         tadrop_keep_mask(t, out=out)
     finally:
-        state["enabled"] = enabled
+        COMPILER.enabled = enabled
 
 
 def routed(route: str, fn):
@@ -165,12 +166,12 @@ def routed(route: str, fn):
     limits = {"pass": (0, 0), "sort": (1 << 40, 1 << 40)}[route]
 
     def run():
-        saved = (quantile_engine._SORT_MAX_NUMEL, quantile_engine._SORT_BEFORE_COMPILE_NUMEL)
-        quantile_engine._SORT_MAX_NUMEL, quantile_engine._SORT_BEFORE_COMPILE_NUMEL = limits
+        saved = (engine_limits.SORT_MAX_NUMEL, engine_limits.SORT_BEFORE_COMPILE_NUMEL)
+        engine_limits.SORT_MAX_NUMEL, engine_limits.SORT_BEFORE_COMPILE_NUMEL = limits
         try:
             return fn()
         finally:
-            quantile_engine._SORT_MAX_NUMEL, quantile_engine._SORT_BEFORE_COMPILE_NUMEL = saved
+            engine_limits.SORT_MAX_NUMEL, engine_limits.SORT_BEFORE_COMPILE_NUMEL = saved
 
     return run
 

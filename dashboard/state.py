@@ -21,14 +21,16 @@ from dashboard import exports, paths
 from dashboard.demo import SharedEvaluator, demo_home, demo_source, open_demo_zoo
 from dashboard.sources import FamilySource, open_family
 from tadrop import stats as tadrop_stats
+from tadrop.sparsify.tadrop_drop import DEFAULT_A, DEFAULT_B, DEFAULT_EPS
+from tadrop.stats.cache import is_cached
 from tadrop.task_vectors import ModelFamily, iter_task_vectors
 
 # Settings that live across pages. Widgets showing them use their own keys and copy their
 # value here (Streamlit forgets a widget's state when a page without it runs).
 DEFAULTS: dict[str, object] = {
-    "tadrop_a": 0.5,
-    "tadrop_b": 0.95,
-    "tadrop_eps": 1e-12,
+    "tadrop_a": DEFAULT_A,
+    "tadrop_b": DEFAULT_B,
+    "tadrop_eps": DEFAULT_EPS,
     "device": "auto",
 }
 
@@ -88,17 +90,35 @@ def evaluator(source: FamilySource) -> SharedEvaluator:
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def full_statistics(source_key: str, device_name: str, _family: ModelFamily) -> pd.DataFrame:
-    """The statistics table with its quantile sketches: computed once per family and shared by
-    sessions, so callers must not modify it (``statistics`` gives a copy without sketches)."""
-    bar = st.progress(0.0, text="Computing task-vector statistics…")
+def full_statistics(
+    source_key: str, device_name: str, _family: ModelFamily, _computed: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The statistics table with its quantile sketches, shared by sessions, so callers must
+    not modify it (``statistics`` gives a copy without sketches). No side effects: the page
+    computes the table first under its own progress bar (``compute_statistics``) and hands it
+    over as ``_computed``; otherwise it comes from the on-disk cache (or is computed quietly
+    when that cache cannot be written)."""
+    if _computed is not None:
+        return _computed
+    return tadrop_stats.compute_stats(_family, device=device_name)
 
-    def progress(done: int, total: int, name: str) -> None:
-        bar.progress(done / max(total, 1), text=f"Statistics {done}/{total}: {name}")
 
-    table = tadrop_stats.compute_stats(_family, device=device_name, progress=progress)
-    bar.empty()
-    return table
+def statistics_ready(source_key: str, family: ModelFamily) -> bool:
+    """Whether the table is at hand without reading tensors: computed in this session, or in
+    the on-disk statistics cache."""
+    if source_key in st.session_state.setdefault("statistics_computed", set()):
+        return True
+    return is_cached(family, DEFAULT_A, DEFAULT_B, DEFAULT_EPS)
+
+
+def compute_statistics(
+    source_key: str, device_name: str, family: ModelFamily, progress
+) -> pd.DataFrame:
+    """Compute the table (reporting ``progress(done, total, name)`` per tensor), write it to
+    the on-disk cache and to the shared ``full_statistics`` cache."""
+    table = tadrop_stats.compute_stats(family, device=device_name, progress=progress)
+    st.session_state.setdefault("statistics_computed", set()).add(source_key)
+    return full_statistics(source_key, device_name, family, table)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)

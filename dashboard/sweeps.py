@@ -14,6 +14,7 @@ from dashboard.runs import RunRecord, diagnose_record, evaluate_record, execute_
 from dashboard.sources import FamilySource
 from tadrop.config import SweepConfig, sweep_grid
 from tadrop.evaluate import Evaluator
+from tadrop.sparsify.tadrop_drop import quantile_problem
 from tadrop.task_vectors import ModelFamily
 
 SweepProgress = Callable[[float, int, str], None]  # (points done, may be fractional; points; text)
@@ -171,12 +172,12 @@ def sensitivity_grid(
     device: str,
     progress: SweepProgress | None = None,
 ) -> pd.DataFrame:
-    """Score of TADrop merges over every (a, b) with a < b (pairs with a >= b are skipped)."""
+    """Score of TADrop merges over every valid (a, b) (0 < a < b < 1; other pairs are skipped)."""
     axis = SweepConfig(sparsifier_params={"a": a_values, "b": b_values})
     plan = [
         ("tadrop", label, params)
         for label, _, params in sweep_grid(method_params, {"eps": eps}, axis)
-        if params["a"] < params["b"]
+        if quantile_problem(params["a"], params["b"]) is None  # eps is checked by the merge
     ]
     if not plan:
         raise ValueError("No (a, b) pair with a < b in the grid; TADrop needs a < b.")

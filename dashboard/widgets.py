@@ -3,6 +3,7 @@ display, and inputs for a registry class's parameters."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ from tadrop.merge.ties import DIVISORS, ELECT_MODES, TIES_COMPAT, ZERO_SIGN_MODE
 from tadrop.registry import param_specs, parameters_of
 from tadrop.sparsify.base import RESCALE_MODES, SCOPES
 from tadrop.sparsify.magnitude import COUNT_RULES
+from tadrop.sparsify.tadrop_drop import quantile_problem
 from tadrop.task_vectors import ModelFamily
 
 MODELS_PAGE = "pages/models.py"
@@ -96,13 +98,54 @@ def require_family() -> tuple[state.FamilySource, ModelFamily]:
 
 
 def require_statistics(source: state.FamilySource, family: ModelFamily) -> pd.DataFrame:
-    """The family's statistics table (computed once, with a progress bar)."""
+    """The family's statistics table: computed once under a progress bar (tensors done and
+    the time left), then read from the caches."""
+    if not state.statistics_ready(source.key, family):
+        bar = st.progress(0.0, text="Computing task-vector statistics…")
+        computed = call_or_error(
+            lambda: state.compute_statistics(
+                source.key, state.device(), family, statistics_progress(bar, family)
+            ),
+            what="Statistics",
+        )
+        bar.empty()
+        if computed is None:
+            st.stop()
     table = call_or_error(
         lambda: state.statistics(source.key, state.device(), family), what="Statistics"
     )
     if table is None:
         st.stop()
     return table
+
+
+def statistics_progress(bar: Any, family: ModelFamily) -> Callable[[int, int, str], None]:
+    """A ``progress(done, total, name)`` that shows tensors done and the time left, estimated
+    from the entries read so far (tensors differ in size by orders of magnitude)."""
+    started = time.monotonic()
+    total_entries = max(family.total_params, 1)
+    seen = {"entries": 0}
+
+    def progress(done: int, total: int, name: str) -> None:
+        if name in family.tensor_names:
+            seen["entries"] += family.numel(name)
+        fraction = 1.0 if done >= total else min(seen["entries"] / total_entries, 1.0)
+        text = f"Statistics: {done}/{total} tensors"
+        if 0 < fraction < 1:
+            left = (time.monotonic() - started) * (1 - fraction) / fraction
+            text += f", about {format_duration(left)} left"
+        bar.progress(fraction, text=f"{text} ({name})")
+
+    return progress
+
+
+def format_duration(seconds: float) -> str:
+    """12 s, 3 min, 1.5 h."""
+    if seconds < 90:
+        return f"{max(seconds, 1):.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def quantile_controls(container: Any = st) -> tuple[float, float, float]:
@@ -117,7 +160,7 @@ def quantile_controls(container: Any = st) -> tuple[float, float, float]:
         "ε", options=EPS_CHOICES, value=stored_eps, key="slider_eps", format_func="{:.0e}".format
     )
     state.store_quantile_settings(a, b, eps)
-    if not a < b:
+    if quantile_problem(a, b, eps) is not None:  # the sliders only allow a >= b to go wrong
         container.error(f"TADrop needs a < b; now a = {a:g} and b = {b:g}. Lower a or raise b.")
         st.stop()
     return float(a), float(b), float(eps)

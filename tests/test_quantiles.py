@@ -9,18 +9,23 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from adversarial_data import adversarial
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import tadrop.quantiles as tq
 from tadrop.quantiles import (
     abs_quantiles,
     kth_smallest,
+    passes,
     quantiles,
+    selection,
     smallest_abs_keep_mask,
     smallest_k_keep_mask,
-    tadrop_keep_mask,
 )
+from tadrop.quantiles import settings as limits
+from tadrop.quantiles.brackets import Brackets
+from tadrop.quantiles.kernel import COMPILER
+from tadrop.sparsify.tadrop_drop import tadrop_keep_mask
 
 FLOAT_DTYPES = [torch.float32, torch.bfloat16, torch.float16, torch.float64]
 
@@ -28,12 +33,12 @@ FLOAT_DTYPES = [torch.float32, torch.bfloat16, torch.float16, torch.float64]
 def route_to_passes(patch: pytest.MonkeyPatch) -> None:
     """Send every tensor, however small, through the counting passes instead of a sort."""
     for constant in (
-        "_DIRECT_MAX_NUMEL",
-        "_SORT_MAX_NUMEL",
-        "_SORT_BEFORE_COMPILE_NUMEL",
-        "_SORT_WITHOUT_COMPILER_MAX_NUMEL",
+        "DIRECT_MAX_NUMEL",
+        "SORT_MAX_NUMEL",
+        "SORT_BEFORE_COMPILE_NUMEL",
+        "SORT_WITHOUT_COMPILER_MAX_NUMEL",
     ):
-        patch.setattr(tq, constant, 0)
+        patch.setattr(limits, constant, 0)
 
 
 @pytest.fixture(params=["full_sort", "torch_sort", "eager_pass", "compiled_pass"])
@@ -41,25 +46,25 @@ def path(request, monkeypatch):
     """Route even small tensors through one implementation of the engine (torch_sort: the
     whole-tensor sort CUDA uses, run on the CPU)."""
     if request.param == "torch_sort":
-        monkeypatch.setattr(tq, "_numpy_sorts", lambda tensor: False)
+        monkeypatch.setattr(selection, "numpy_sorts", lambda tensor: False)
     if request.param == "full_sort":
-        monkeypatch.setattr(tq, "_TIE_CHUNK", 97)  # ties spread over many chunks
+        monkeypatch.setattr(limits, "TIE_CHUNK", 97)  # ties spread over many chunks
     if request.param not in ("full_sort", "torch_sort"):
         route_to_passes(monkeypatch)
-        monkeypatch.setattr(tq, "_EAGER_CHUNK", 997)  # many chunks, ragged last one
+        monkeypatch.setattr(limits, "EAGER_CHUNK", 997)  # many chunks, ragged last one
     if request.param == "eager_pass":
-        monkeypatch.setattr(tq, "_FUSED_MIN_NUMEL", 1 << 62)
+        monkeypatch.setattr(limits, "FUSED_MIN_NUMEL", 1 << 62)
     calls = []
     if request.param == "compiled_pass":
-        monkeypatch.setattr(tq, "_FUSED_MIN_NUMEL", 0)
-        monkeypatch.setattr(tq, "_FUSED_ROW", 256)  # rows of 256 plus an eager tail
-        compiled_body_pass = tq._fused_body_pass
+        monkeypatch.setattr(limits, "FUSED_MIN_NUMEL", 0)
+        monkeypatch.setattr(limits, "FUSED_ROW", 256)  # rows of 256 plus an eager tail
+        compiled_body_pass = passes.fused_body_pass
         monkeypatch.setattr(
-            tq, "_fused_body_pass", lambda *args: calls.append(1) or compiled_body_pass(*args)
+            passes, "fused_body_pass", lambda *args: calls.append(1) or compiled_body_pass(*args)
         )
     yield request.param
     if request.param == "compiled_pass" and calls:
-        assert tq._fused_state["enabled"], "the compiled pass failed and fell back to eager"
+        assert COMPILER.enabled, "the compiled pass failed and fell back to eager"
 
 
 def reference_quantiles(values: torch.Tensor, qs: list[float]) -> torch.Tensor:
@@ -81,34 +86,6 @@ def reference_tadrop(tau: torch.Tensor, a=0.5, b=0.95, eps=1e-12):
     kept_norm = magnitude.numpy()[keep].astype(np.float64)
     scale = magnitude.norm().item() / (math.sqrt(float(np.dot(kept_norm, kept_norm))) + eps)
     return keep, drop_rate, scale
-
-
-def adversarial(kind: str, n: int, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    if kind == "normal":
-        return torch.randn(n, generator=g)
-    if kind == "ties":
-        return torch.randint(-3, 4, (n,), generator=g).float()
-    if kind == "constant":
-        return torch.full((n,), -2.5)
-    if kind == "zeros":
-        return torch.zeros(n)
-    if kind == "mostly_zeros":
-        values = torch.randn(n, generator=g)
-        return torch.where(torch.rand(n, generator=g) < 0.7, 0.0, values)
-    if kind == "cauchy":
-        return torch.empty(n).cauchy_(generator=g)
-    if kind == "bimodal":
-        values = torch.randn(n, generator=g) * 0.01
-        return values + torch.where(torch.rand(n, generator=g) < 0.5, -5.0, 5.0)
-    if kind == "column_scales":
-        columns = 64
-        rows = -(-n // columns)
-        scales = torch.logspace(-4, 4, columns)
-        return (torch.randn(rows, columns, generator=g) * scales).reshape(-1)[:n]
-    if kind == "sorted":
-        return torch.sort(torch.randn(n, generator=g)).values
-    raise ValueError(kind)
 
 
 KINDS = [
@@ -206,7 +183,7 @@ def test_quantiles_match_torch_for_random_shapes(shape, dtype, qs, seed, route):
     with pytest.MonkeyPatch.context() as patch:
         if route == "eager_pass":
             route_to_passes(patch)
-            patch.setattr(tq, "_FUSED_MIN_NUMEL", 1 << 62)
+            patch.setattr(limits, "FUSED_MIN_NUMEL", 1 << 62)
         assert torch.equal(quantiles(values, qs), reference_quantiles(values, qs))
         assert torch.equal(abs_quantiles(values, qs), reference_quantiles(values.abs(), qs))
 
@@ -327,9 +304,9 @@ def test_non_contiguous_input():
 def test_retries_stay_exact_when_the_sample_is_misleading(monkeypatch, kind):
     """A sample shifted far from the data makes every first bracket miss."""
     route_to_passes(monkeypatch)
-    monkeypatch.setattr(tq, "_FUSED_MIN_NUMEL", 1 << 62)
-    original = tq._Selector._sample_sorted
-    monkeypatch.setattr(tq._Selector, "_sample_sorted", lambda self: original(self) * 3 + 1)
+    monkeypatch.setattr(limits, "FUSED_MIN_NUMEL", 1 << 62)
+    original = Brackets.sample_sorted
+    monkeypatch.setattr(Brackets, "sample_sorted", lambda self: original(self) * 3 + 1)
     tau = adversarial(kind, 5000, seed=13)
     assert torch.equal(abs_quantiles(tau, [0.5, 0.95]), reference_quantiles(tau.abs(), [0.5, 0.95]))
     keep, drop_rate, _ = tadrop_keep_mask(tau)
@@ -338,8 +315,8 @@ def test_retries_stay_exact_when_the_sample_is_misleading(monkeypatch, kind):
 
 def test_zero_width_brackets_still_exact(monkeypatch):
     route_to_passes(monkeypatch)
-    monkeypatch.setattr(tq, "_FUSED_MIN_NUMEL", 1 << 62)
-    monkeypatch.setattr(tq, "BRACKET_SIGMAS", (-1.0, 0.0))
+    monkeypatch.setattr(limits, "FUSED_MIN_NUMEL", 1 << 62)
+    monkeypatch.setattr(limits, "BRACKET_SIGMAS", (-1.0, 0.0))
     tau = adversarial("cauchy", 6000, seed=17)
     keep, _, _ = tadrop_keep_mask(tau)
     assert np.array_equal(keep.numpy(), reference_tadrop(tau)[0])
@@ -347,18 +324,18 @@ def test_zero_width_brackets_still_exact(monkeypatch):
 
 def test_compile_failure_falls_back_to_eager(monkeypatch):
     route_to_passes(monkeypatch)
-    monkeypatch.setattr(tq, "_FUSED_MIN_NUMEL", 0)
-    monkeypatch.setitem(tq._fused_state, "enabled", True)
+    monkeypatch.setattr(limits, "FUSED_MIN_NUMEL", 0)
+    monkeypatch.setattr(COMPILER, "enabled", True)
 
     def broken(*_args):
         raise RuntimeError("no C++ compiler")
 
-    monkeypatch.setattr(tq, "_compiled_kernel", broken)
+    monkeypatch.setattr(COMPILER, "kernel", broken)
     tau = torch.randn(40_000, generator=torch.Generator().manual_seed(4))
     with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
         keep, _, _ = tadrop_keep_mask(tau)
     assert np.array_equal(keep.numpy(), reference_tadrop(tau)[0])
-    assert not tq._fused_state["enabled"]
+    assert not COMPILER.enabled
 
 
 # --------------------------------------------------------------------- a big tensor
@@ -472,7 +449,7 @@ def test_bad_drop_count_and_out_buffer():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_cuda_matches_cpu(dtype, monkeypatch):
-    monkeypatch.setattr(tq, "_DIRECT_MAX_NUMEL", 1000)
+    monkeypatch.setattr(limits, "DIRECT_MAX_NUMEL", 1000)
     tau = adversarial("column_scales", 300_001, seed=21).to(dtype)
     on_gpu = tau.cuda()
     assert torch.equal(abs_quantiles(on_gpu, [0.5, 0.95]), abs_quantiles(tau, [0.5, 0.95]))
@@ -483,6 +460,12 @@ def test_cuda_matches_cpu(dtype, monkeypatch):
     assert (drop_rate, scale) == pytest.approx(reference[1:], rel=1e-12)
 
 
+def test_tadrop_keep_mask_still_imports_from_the_engine():
+    from tadrop.quantiles import tadrop_keep_mask as old_home
+
+    assert old_home is tadrop_keep_mask
+
+
 def test_no_warnings_on_the_default_path():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -491,34 +474,34 @@ def test_no_warnings_on_the_default_path():
 
 def _count_routes(monkeypatch) -> dict[str, int]:
     routes = {"sort": 0, "compiled": 0}
-    sort, compiled = tq._Selector._drop_by_numpy_select, tq._fused_body_pass
+    sort, compiled = selection.drop_by_numpy_select, passes.fused_body_pass
 
-    def counted_sort(self, *args):
+    def counted_sort(*args):
         routes["sort"] += 1
-        return sort(self, *args)
+        return sort(*args)
 
     def counted_compiled(*args):
         routes["compiled"] += 1
         return compiled(*args)
 
-    monkeypatch.setattr(tq._Selector, "_drop_by_numpy_select", counted_sort)
-    monkeypatch.setattr(tq, "_fused_body_pass", counted_compiled)
+    monkeypatch.setattr(selection, "drop_by_numpy_select", counted_sort)
+    monkeypatch.setattr(passes, "fused_body_pass", counted_compiled)
     return routes
 
 
 def test_mid_size_tensors_are_sorted_until_compiling_the_pass_pays_off(monkeypatch):
     """A small merge never waits for the compiler; a long one compiles once and uses the pass."""
     for constant, value in (
-        ("_SORT_MAX_NUMEL", 1000),
-        ("_FUSED_MIN_NUMEL", 0),
-        ("_FUSED_ROW", 256),
-        ("_SORT_BEFORE_COMPILE_NUMEL", 100_000),
-        ("_COMPILE_PAYS_OFF_NUMEL", 10_000),
+        ("SORT_MAX_NUMEL", 1000),
+        ("FUSED_MIN_NUMEL", 0),
+        ("FUSED_ROW", 256),
+        ("SORT_BEFORE_COMPILE_NUMEL", 100_000),
+        ("COMPILE_PAYS_OFF_NUMEL", 10_000),
     ):
-        monkeypatch.setattr(tq, constant, value)
-    monkeypatch.setattr(tq, "_compiled", {})
-    monkeypatch.setattr(tq, "_sorted_entries", [0])
-    monkeypatch.setitem(tq._fused_state, "enabled", True)
+        monkeypatch.setattr(limits, constant, value)
+    monkeypatch.setattr(COMPILER, "kernels", {})
+    monkeypatch.setattr(COMPILER, "sorted_entries", 0)
+    monkeypatch.setattr(COMPILER, "enabled", True)
     routes = _count_routes(monkeypatch)
     taus = [adversarial("column_scales", 5000, seed=seed) for seed in range(4)]
     for tau in taus:
@@ -527,8 +510,8 @@ def test_mid_size_tensors_are_sorted_until_compiling_the_pass_pays_off(monkeypat
     # 5000 + 5000 sorted entries stay within the 10000 budget; the third tensor compiles.
     assert routes["sort"] == 2 and routes["compiled"] >= 2
     large = adversarial("normal", 100_001, seed=9)  # above the sort limit: always the pass
-    monkeypatch.setattr(tq, "_compiled", {})
-    monkeypatch.setattr(tq, "_sorted_entries", [0])
+    monkeypatch.setattr(COMPILER, "kernels", {})
+    monkeypatch.setattr(COMPILER, "sorted_entries", 0)
     sorted_before = routes["sort"]
     keep, _, _ = tadrop_keep_mask(large)
     assert routes["sort"] == sorted_before
@@ -536,8 +519,8 @@ def test_mid_size_tensors_are_sorted_until_compiling_the_pass_pays_off(monkeypat
 
 
 def test_without_a_compiler_mid_size_tensors_are_sorted(monkeypatch):
-    monkeypatch.setattr(tq, "_SORT_MAX_NUMEL", 1000)
-    monkeypatch.setitem(tq._fused_state, "enabled", False)
+    monkeypatch.setattr(limits, "SORT_MAX_NUMEL", 1000)
+    monkeypatch.setattr(COMPILER, "enabled", False)
     routes = _count_routes(monkeypatch)
     tau = adversarial("ties", 300_000, seed=5)
     keep, _, _ = tadrop_keep_mask(tau)

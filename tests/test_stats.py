@@ -1,22 +1,40 @@
 """Statistics table: values against direct computation; sketches reproduce d; save/load."""
 
+import math
+import os
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from adversarial_data import adversarial
 from family_fixtures import write_family
+from safetensors.torch import load_file, save_file
 
+from tadrop.io import FileCheckpoint
+from tadrop.quantiles import radix
 from tadrop.sparsify import tadrop_drop_rate
 from tadrop.stats import (
     COLUMNS,
+    SKETCH_GRID,
     abs_histogram,
     compute_stats,
     drop_rates_from_sketch,
     load_stats,
     overall_sparsity,
+    quantiles_from_sorted,
     save_stats,
+    sketch_matrix,
     tensor_stats,
 )
+from tadrop.stats.cache import is_cached
 from tadrop.task_vectors import load_family
+
+
+@pytest.fixture(autouse=True)
+def private_home(tmp_path, monkeypatch):
+    """Statistics caches go to a fresh home, never the shared one."""
+    monkeypatch.setenv("TADROP_HOME", str(tmp_path / "home"))
 
 
 @pytest.fixture
@@ -103,3 +121,158 @@ def test_abs_histogram_counts_everything():
     for log in (False, True):
         histogram = abs_histogram(tau, bins=20, log=log)
         assert int(histogram["count"].sum()) == 1000 and len(histogram) == 20
+
+
+# ------------------------------------------- the radix route against the sort reference
+
+
+def sort_reference(tau: torch.Tensor) -> np.ndarray:
+    """Today's sketch: a full sort of |tau|, then torch.quantile's interpolation."""
+    magnitude = np.sort(tau.detach().abs().float().numpy().reshape(-1))
+    return quantiles_from_sorted(magnitude, SKETCH_GRID)
+
+
+STATS_KINDS = [
+    "normal",
+    "ties",
+    "constant",
+    "zeros",
+    "mostly_zeros",
+    "cauchy",
+    "bimodal",
+    "column_scales",
+    "subnormals",
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("kind", STATS_KINDS)
+def test_radix_sketch_is_bit_identical_to_the_sort(kind, dtype):
+    tau = adversarial(kind, 300_007, seed=3).to(dtype)
+    assert radix.supports(tau), "no C compiler: the radix route is not under test"
+    stats = tensor_stats(tau, name="layer.weight")
+    np.testing.assert_array_equal(stats["sketch"], sort_reference(tau))
+    magnitude = tau.double().abs()
+    assert stats["max_abs"] == magnitude.max().item()
+    assert stats["zero_frac"] == float((magnitude == 0).double().mean())
+    assert stats["mean"] == pytest.approx(tau.double().mean().item(), rel=1e-9, abs=1e-300)
+    assert stats["std"] == pytest.approx(tau.double().std(unbiased=False).item(), rel=1e-9)
+    assert stats["l2"] == pytest.approx(magnitude.norm().item(), rel=1e-12)
+    assert stats["mean_abs"] == pytest.approx(magnitude.mean().item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["normal", "cauchy", "column_scales"])
+def test_radix_moments_match_the_sort_route(kind, monkeypatch):
+    tau = adversarial(kind, 200_003, seed=5)
+    fast = tensor_stats(tau)
+    monkeypatch.setattr(radix, "supports", lambda tensor: False)
+    reference = tensor_stats(tau)
+    np.testing.assert_array_equal(fast["sketch"], reference["sketch"])
+    for key in ("mean", "std", "mean_abs", "l2", "kurtosis"):
+        assert fast[key] == pytest.approx(reference[key], rel=1e-9, abs=1e-12), key
+    for key in ("max_abs", "zero_frac", "q_a", "q_b", "drop_rate"):
+        assert fast[key] == reference[key], key
+
+
+def test_radix_route_on_a_tensor_over_2_pow_25_entries():
+    n = (1 << 25) + 4099
+    # a permutation of 0..n-1 in float32: above 2^24 neighbours round together (ties)
+    tau = torch.randperm(n, generator=torch.Generator().manual_seed(0)).float()
+    tau[::2] *= -1
+    stats = tensor_stats(tau)
+    np.testing.assert_array_equal(stats["sketch"], sort_reference(tau))
+    assert stats["q_a"] == float(quantiles_from_sorted(np.sort(tau.abs().numpy()), [0.5])[0])
+
+
+@pytest.mark.parametrize("shape", [(), (1,), (1, 1)])
+def test_zero_d_and_one_element_tensors(shape):
+    stats = tensor_stats(torch.full(shape, -3.0))
+    assert stats["numel"] == 1 and stats["max_abs"] == 3.0 and stats["mean"] == -3.0
+    assert np.all(stats["sketch"] == 3.0) and stats["std"] == 0 and np.isnan(stats["kurtosis"])
+    assert stats["drop_rate"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("n", [10, 300_000])
+def test_empty_and_nan_tensors_are_named_in_the_error(n):
+    with pytest.raises(ValueError, match="'model.embed'.*empty"):
+        tensor_stats(torch.empty(0, 4), name="model.embed")
+    tau = torch.randn(n)
+    tau[[1, 7]] = math.nan
+    with pytest.raises(ValueError, match="'lm_head.weight' holds 2 NaN"):
+        tensor_stats(tau, name="lm_head.weight")
+
+
+# ------------------------------------------------------------------ the on-disk cache
+
+
+def no_reading(self, name):
+    raise AssertionError(f"read {name} although the statistics are cached")
+
+
+def test_reopening_a_family_reads_no_tensor(tmp_path, monkeypatch):
+    base_dir, task_dirs = write_family(tmp_path)
+    first = compute_stats(load_family(base_dir, task_dirs), device="cpu")
+    cached = list((tmp_path / "home" / "cache" / "stats").iterdir())
+    assert [path.suffix for path in cached] == [".parquet"]  # no temporary file left behind
+    monkeypatch.setattr(FileCheckpoint, "get", no_reading)
+    reopened = load_family(base_dir, task_dirs)
+    seen = []
+    again = compute_stats(reopened, device="cpu", progress=lambda *args: seen.append(args))
+    assert seen == [(len(reopened.tensor_names),) * 2 + ("statistics read from the cache",)]
+    pd.testing.assert_frame_equal(again.drop(columns="sketch"), first.drop(columns="sketch"))
+    np.testing.assert_array_equal(sketch_matrix(again), sketch_matrix(first))
+    assert again.attrs["provenance"] == first.attrs["provenance"]
+    with pytest.raises(AssertionError, match="although the statistics are cached"):
+        compute_stats(reopened, device="cpu", cache=False)
+    with pytest.raises(AssertionError, match="although the statistics are cached"):
+        compute_stats(reopened, a=0.4, device="cpu")  # another a: another table
+
+
+def test_a_rewritten_checkpoint_is_read_again(tmp_path, monkeypatch):
+    base_dir, task_dirs = write_family(tmp_path)
+    first = compute_stats(load_family(base_dir, task_dirs), device="cpu")
+    task_file = task_dirs["task1"] / "model.safetensors"
+    state = load_file(str(task_file))
+    save_file({name: tensor * 2 for name, tensor in state.items()}, str(task_file))
+    reads = []
+    original_get = FileCheckpoint.get
+    monkeypatch.setattr(
+        FileCheckpoint, "get", lambda self, name: reads.append(name) or original_get(self, name)
+    )
+    again = compute_stats(load_family(base_dir, task_dirs), device="cpu")
+    assert reads
+    changed = again.task == "task1"
+    assert not np.allclose(again[changed].l2, first[changed].l2)
+    np.testing.assert_array_equal(again[~changed].l2, first[~changed].l2)
+
+
+def test_touching_a_file_invalidates_the_cache(tmp_path):
+    base_dir, task_dirs = write_family(tmp_path)
+    family = load_family(base_dir, task_dirs)
+    compute_stats(family, device="cpu")
+    assert is_cached(family, 0.5, 0.95, 1e-12)
+    task_file = task_dirs["task0"] / "model.safetensors"
+    status = task_file.stat()
+    os.utime(task_file, ns=(status.st_atime_ns, status.st_mtime_ns + 1))
+    assert not is_cached(load_family(base_dir, task_dirs), 0.5, 0.95, 1e-12)
+
+
+def test_without_a_c_compiler_statistics_fall_back_to_the_sort(monkeypatch, tmp_path):
+    from tadrop.quantiles import native
+
+    monkeypatch.setattr(native, "_state", {})
+    monkeypatch.setattr(native, "_cache_dir", lambda: tmp_path / "kernels")
+    monkeypatch.setenv("CC", "no-such-compiler")
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither cc nor gcc
+    tau = adversarial("cauchy", 100_003, seed=2)
+    with pytest.warns(RuntimeWarning, match="could not build the statistics kernel"):
+        stats = tensor_stats(tau)
+    assert not radix.supports(tau)
+    np.testing.assert_array_equal(stats["sketch"], sort_reference(tau))
+
+
+@pytest.mark.parametrize("n", [5, 300_001])
+def test_max_abs_of_a_tensor_with_infinities_is_inf(n):
+    tau = adversarial("normal", n)
+    tau[1] = -math.inf
+    assert tensor_stats(tau)["max_abs"] == math.inf

@@ -1,4 +1,6 @@
-"""TADrop: tensor-wise adaptive drop (arXiv 2508.06163).
+"""TADrop: tensor-wise adaptive drop (arXiv 2508.06163). This module is the one home of
+TADrop's rule: its formula, its parameter check and its defaults; the quantile engine,
+the statistics table and the dashboard import them from here.
 
 For one task vector tensor tau with n entries:
     d = Q_a(|tau|) / (Q_b(|tau|) + eps),  clamped to [0, 1]      (default a = 0.50, b = 0.95)
@@ -13,41 +15,104 @@ parameter-weighted mean of the per-tensor d, the same overall sparsity spread ev
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
+import numpy as np
 import torch
 
-from tadrop.quantiles import abs_quantiles, smallest_abs_keep_mask, tadrop_keep_mask
+from tadrop.quantiles import abs_quantiles, drop_smallest_abs, smallest_abs_keep_mask
 from tadrop.sparsify.base import Sparsifier
 
 if TYPE_CHECKING:
     from tadrop.task_vectors import ModelFamily
 
+DEFAULT_A = 0.5  # the paper's lower quantile level
+DEFAULT_B = 0.95  # the paper's upper quantile level
+DEFAULT_EPS = 1e-12  # keeps d (and the L2 rescale) finite when Q_b (or the kept norm) is 0
+
+Rates = TypeVar("Rates", float, np.ndarray)
+
+
+def quantile_problem(a: float, b: float, eps: float = DEFAULT_EPS) -> str | None:
+    """Why (a, b, eps) is not a valid TADrop setting (0 < a < b < 1, eps > 0), or None."""
+    if not (0 < a < b < 1):
+        return (
+            f"TADrop needs quantiles 0 < a < b < 1; got a={a!r}, b={b!r}. "
+            f"Choose e.g. a={DEFAULT_A}, b={DEFAULT_B}."
+        )
+    if not eps > 0:
+        return f"TADrop needs eps > 0; got eps={eps!r}. The default is {DEFAULT_EPS:g}."
+    return None
+
 
 def check_quantiles(a: float, b: float, eps: float) -> None:
     """Raise ValueError unless 0 < a < b < 1 and eps > 0."""
-    if not (0 < a < b < 1):
-        raise ValueError(
-            f"TADrop needs quantiles 0 < a < b < 1; got a={a!r}, b={b!r}. Choose e.g. a=0.5, b=0.95."
-        )
-    if not eps > 0:
-        raise ValueError(f"TADrop needs eps > 0; got eps={eps!r}. The default is 1e-12.")
+    problem = quantile_problem(a, b, eps)
+    if problem is not None:
+        raise ValueError(problem)
+
+
+def drop_rate_of(q_a: Rates, q_b: Rates, eps: float = DEFAULT_EPS) -> Rates:
+    """d = Q_a / (Q_b + eps), clamped to [0, 1]: floats or numpy arrays (one rate per row)."""
+    ratio = q_a / (q_b + eps)
+    if isinstance(ratio, np.ndarray):
+        return np.clip(ratio, 0.0, 1.0)
+    return min(max(ratio, 0.0), 1.0)
 
 
 def tadrop_drop_rate(
-    tau: torch.Tensor, a: float = 0.5, b: float = 0.95, eps: float = 1e-12
+    tau: torch.Tensor, a: float = DEFAULT_A, b: float = DEFAULT_B, eps: float = DEFAULT_EPS
 ) -> float:
     """d = Q_a(|tau|) / (Q_b(|tau|) + eps), clamped to [0, 1]."""
     check_quantiles(a, b, eps)
     q_a, q_b = (float(value) for value in abs_quantiles(tau, [a, b]))
-    return min(max(q_a / (q_b + eps), 0.0), 1.0)
+    return drop_rate_of(q_a, q_b, eps)
 
 
 def drop_count(rate: float, numel: int) -> int:
     """round(rate * n), Python's round (half to even)."""
     return int(round(rate * numel))
+
+
+def tadrop_keep_mask(
+    tau: torch.Tensor,
+    a: float = DEFAULT_A,
+    b: float = DEFAULT_B,
+    eps: float = DEFAULT_EPS,
+    *,
+    out: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, float, float]:
+    """TADrop for one tensor in (about) one pass: ``(keep_mask, drop_rate d, scale)``.
+
+    The mask drops ``round(d * numel)`` entries (half to even); ``scale`` is
+    ||tau||_2 / (||tau * keep||_2 + eps) with float64 norms. ``out``: an optional reused bool
+    tensor shaped like ``tau``; it is returned as the mask.
+    """
+    check_quantiles(a, b, eps)
+
+    def drop_count_range(q_bounds: list[tuple[float, float]]) -> tuple[int, int]:
+        # [lower, upper] bounds of Q_a and Q_b; d grows with Q_a and shrinks with Q_b
+        (qa_low, qa_high), (qb_low, qb_high) = q_bounds
+        d_low = drop_rate_of(max(qa_low, 0.0), qb_high, eps)
+        d_high = drop_rate_of(qa_high, max(qb_low, 0.0), eps)
+        d_low, d_high = (
+            (0.0 if math.isnan(d_low) else d_low),
+            (1.0 if math.isnan(d_high) else d_high),
+        )
+        return drop_count(d_low, tau.numel()), drop_count(d_high, tau.numel())
+
+    result = drop_smallest_abs(tau, drop_count_range, [a, b], out=out)
+    if not math.isfinite(result.sumsq_total):
+        raise ValueError(
+            "tau holds infinite values (or values whose squares overflow float64): TADrop's "
+            "drop rate and L2 rescale are undefined; clean the tensor first."
+        )
+    drop_rate = drop_rate_of(*result.quantiles, eps)
+    scale = math.sqrt(result.sumsq_total) / (math.sqrt(result.sumsq_kept) + eps)
+    return result.keep_mask, drop_rate, scale
 
 
 class TADrop(Sparsifier):
@@ -57,9 +122,9 @@ class TADrop(Sparsifier):
 
     def __init__(
         self,
-        a: float = 0.5,
-        b: float = 0.95,
-        eps: float = 1e-12,
+        a: float = DEFAULT_A,
+        b: float = DEFAULT_B,
+        eps: float = DEFAULT_EPS,
         rescale: str = "l2",
         scope: str = "tensor",
         complement: bool = False,
@@ -122,7 +187,11 @@ class TADrop(Sparsifier):
 
 
 def tadrop(
-    tau: torch.Tensor, a: float = 0.5, b: float = 0.95, eps: float = 1e-12, rescale: str = "l2"
+    tau: torch.Tensor,
+    a: float = DEFAULT_A,
+    b: float = DEFAULT_B,
+    eps: float = DEFAULT_EPS,
+    rescale: str = "l2",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pure function: TADrop one tensor; returns (sparse_tau, keep_mask)."""
     sparsifier = TADrop(a=a, b=b, eps=eps, rescale=rescale)

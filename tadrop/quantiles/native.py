@@ -1,0 +1,199 @@
+"""The radix passes as a small C kernel (OpenMP), compiled once per machine with the system C
+compiler and loaded with ctypes: about a second to compile, cached on disk by source hash.
+
+Why C and not torch: a histogram is a scatter of increments; torch's CPU ``bincount`` and
+inductor's scatter are several times slower than one read pass (bench/RESULTS.md), while a
+plain loop over per-thread histograms that fit in L2 runs near it. Without a compiler (or
+with TADROP_NATIVE=0) ``load()`` returns None and callers take their exact fallback.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+SOURCE = r"""
+#include <stdint.h>
+#include <string.h>
+
+/* Part p of n entries: [n * p / parts, n * (p + 1) / parts). */
+#define PART_LO(n, p, parts) ((int64_t)((__int128)(n) * (p) / (parts)))
+#define BLOCK 4096
+
+static inline float bits_to_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+/* Pass 1: power sums of (x - shift) in float64, sum |x|, sum x^2, zeros, NaNs, and a
+   histogram of the high bits of |x|: fp32 (kind 0) bits >> 15 (65536 bins), bf16 (kind 1)
+   all 15 magnitude bits (32768 bins, one per value). Each part keeps COPIES histograms
+   (hist[part][copy][bin], entry i counted in copy i % COPIES): neighbours that fall in the
+   same bin do not wait on each other's increment. sums: 6 doubles a part; counts: 2. */
+#define COPIES 2
+void radix_pass1(const void *data, int64_t n, int kind, double shift, int parts,
+                 uint32_t *hist, double *sums, int64_t *counts) {
+    const int bins = kind == 0 ? 65536 : 32768;
+    #pragma omp parallel for schedule(static, 1)
+    for (int p = 0; p < parts; p++) {
+        uint32_t *h = hist + (int64_t)p * COPIES * bins, *h1 = h + bins;
+        memset(h, 0, sizeof(uint32_t) * COPIES * bins);
+        double s1 = 0, s2 = 0, s3 = 0, s4 = 0, sa = 0, sq = 0;
+        int64_t zeros = 0, nans = 0;
+        const int64_t lo = PART_LO(n, p, parts), hi = PART_LO(n, p + 1, parts);
+        for (int64_t b = lo; b < hi; b += BLOCK) {
+            const int64_t e = b + BLOCK < hi ? b + BLOCK : hi;
+            if (kind == 0) {
+                const float *x = (const float *)data;
+                #pragma omp simd reduction(+ : s1, s2, s3, s4, sa, sq, zeros, nans)
+                for (int64_t i = b; i < e; i++) {
+                    double v = x[i], d = v - shift, d2 = d * d;
+                    s1 += d; s2 += d2; s3 += d2 * d; s4 += d2 * d2;
+                    sa += v < 0 ? -v : v; sq += v * v;
+                    zeros += x[i] == 0.0f; nans += x[i] != x[i];
+                }
+                const uint32_t *u = (const uint32_t *)data;
+                int64_t i = b;
+                for (; i + 1 < e; i += 2) {
+                    h[(u[i] & 0x7fffffffu) >> 15]++;
+                    h1[(u[i + 1] & 0x7fffffffu) >> 15]++;
+                }
+                if (i < e) h[(u[i] & 0x7fffffffu) >> 15]++;
+            } else {
+                const uint16_t *u = (const uint16_t *)data;
+                #pragma omp simd reduction(+ : s1, s2, s3, s4, sa, sq, zeros, nans)
+                for (int64_t i = b; i < e; i++) {
+                    float f = bits_to_float((uint32_t)u[i] << 16);
+                    double v = f, d = v - shift, d2 = d * d;
+                    s1 += d; s2 += d2; s3 += d2 * d; s4 += d2 * d2;
+                    sa += v < 0 ? -v : v; sq += v * v;
+                    zeros += f == 0.0f; nans += f != f;
+                }
+                int64_t i = b;
+                for (; i + 1 < e; i += 2) {
+                    h[u[i] & 0x7fffu]++;
+                    h1[u[i + 1] & 0x7fffu]++;
+                }
+                if (i < e) h[u[i] & 0x7fffu]++;
+            }
+        }
+        double *s = sums + 6 * p;
+        s[0] = s1; s[1] = s2; s[2] = s3; s[3] = s4; s[4] = sa; s[5] = sq;
+        counts[2 * p] = zeros; counts[2 * p + 1] = nans;
+    }
+}
+
+/* Pass 2 (fp32): inside the wanted buckets (slot[bucket] < slots), a histogram of the next
+   sub bits: hist2[part][slot][bits 14..15-sub]. Unwanted buckets map to slot == slots (a
+   spare row). */
+void radix_pass2(const uint32_t *u, int64_t n, int parts, const int32_t *slot, int slots,
+                 int sub, uint32_t *hist2) {
+    const int64_t width = (int64_t)1 << sub, rows = (slots + 1) * width;
+    const int shift = 15 - sub;
+    #pragma omp parallel for schedule(static, 1)
+    for (int p = 0; p < parts; p++) {
+        uint32_t *h = hist2 + p * rows;
+        memset(h, 0, sizeof(uint32_t) * rows);
+        const int64_t lo = PART_LO(n, p, parts), hi = PART_LO(n, p + 1, parts);
+        for (int64_t i = lo; i < hi; i++) {
+            const uint32_t bits = u[i] & 0x7fffffffu;
+            h[slot[bits >> 15] * width + ((bits >> shift) & (width - 1))]++;
+        }
+    }
+}
+
+/* Pass 3 (fp32): |x| of the entries whose (slot, sub-bucket) is flagged, written from
+   out[offsets[part]] on (each part needs one spare entry after its own). */
+void radix_pass3(const uint32_t *u, int64_t n, int parts, const int32_t *slot, int sub,
+                 const uint8_t *flag, const int64_t *offsets, uint32_t *out) {
+    const int64_t width = (int64_t)1 << sub;
+    const int shift = 15 - sub;
+    #pragma omp parallel for schedule(static, 1)
+    for (int p = 0; p < parts; p++) {
+        int64_t at = offsets[p];
+        const int64_t lo = PART_LO(n, p, parts), hi = PART_LO(n, p + 1, parts);
+        for (int64_t i = lo; i < hi; i++) {
+            const uint32_t bits = u[i] & 0x7fffffffu;
+            out[at] = bits;
+            at += flag[slot[bits >> 15] * width + ((bits >> shift) & (width - 1))];
+        }
+    }
+}
+"""
+
+_FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
+_lock = threading.Lock()
+_state: dict[str, object] = {}
+
+
+def _machine() -> str:
+    """What -march=native compiled for: the CPU's model and flags (a shared cache folder
+    must not hand one machine's build to another)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.machine() + platform.processor()
+    return "".join(line for line in lines if line.startswith(("model name", "flags")))[:8192]
+
+
+def _cache_dir() -> Path:
+    """Builds are machine-local: the user's temporary folder (a cleaned one costs a rebuild)."""
+    return Path(tempfile.gettempdir()) / f"tadrop-{os.getuid()}" / "kernels"
+
+
+def _compile(target: Path) -> None:
+    compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    if compiler is None:
+        raise OSError("no C compiler (cc or gcc) on PATH")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as work:
+        source = Path(work) / "radix.c"
+        source.write_text(SOURCE)
+        built = Path(work) / "radix.so"
+        subprocess.run(
+            [compiler, *_FLAGS, str(source), "-o", str(built)],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        os.replace(built, target)  # atomic: a concurrent process sees all of it or nothing
+
+
+def _bind(library: ctypes.CDLL) -> ctypes.CDLL:
+    p, i64, i32, f64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
+    library.radix_pass1.argtypes = [p, i64, i32, f64, i32, p, p, p]
+    library.radix_pass2.argtypes = [p, i64, i32, p, i32, i32, p]
+    library.radix_pass3.argtypes = [p, i64, i32, p, i32, p, p, p]
+    for function in (library.radix_pass1, library.radix_pass2, library.radix_pass3):
+        function.restype = None
+    return library
+
+
+def load() -> ctypes.CDLL | None:
+    """The compiled kernel (compiled on first use), or None where that is impossible."""
+    with _lock:
+        if "library" in _state:
+            return _state["library"]  # type: ignore[return-value]
+        library = None
+        if os.environ.get("TADROP_NATIVE", "1") != "0":
+            key = SOURCE + " ".join(_FLAGS) + _machine()
+            digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+            target = _cache_dir() / f"radix-{digest}.so"
+            try:
+                if not target.exists():
+                    _compile(target)
+                library = _bind(ctypes.CDLL(str(target)))
+            except (OSError, subprocess.SubprocessError) as error:
+                warnings.warn(
+                    f"tadrop: could not build the statistics kernel ({error}); statistics fall "
+                    "back to a full sort (exact, much slower).",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        _state["library"] = library
+        return library

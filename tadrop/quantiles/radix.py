@@ -1,0 +1,117 @@
+"""Many exact order statistics of |x| plus float64 power sums, by selection on bit patterns.
+
+For non-negative floats the bit pattern orders like the value, so a histogram of the high
+bits of |x| tells which bucket holds each wanted rank. bf16: all 15 magnitude bits fit one
+32768-bin histogram, one bin per value: one pass answers every rank. fp32: pass 1 counts
+buckets of the top 16 bits (sign excluded); pass 2 counts the next 8 bits inside the wanted
+buckets only; pass 3 collects the entries of the wanted sub-buckets (a tiny fraction), which
+are sorted to read the ranks. Pass 1 also accumulates the power sums of (x - shift) and
+counts zeros and NaNs. Passes run as a C kernel (``native.py``) in per-thread parts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from tadrop.quantiles import native
+
+_KINDS = {torch.float32: 0, torch.bfloat16: 1}
+_COPIES = 2  # histograms per part in pass 1 (COPIES in the C source)
+# Pass 2 splits a wanted bucket into 2^SUB_BITS sub-buckets (the next bits of an fp32): its
+# histogram (up to ~1000 buckets x 64 x 4 bytes a thread) stays in L2, and pass 3 collects
+# the sub-buckets of ~1000 ranks: about 1% of the entries.
+SUB_BITS = 6
+
+
+@dataclass
+class PowerSums:
+    """Float64 sums over all entries: of d, d^2, d^3, d^4 with d = x - shift, of |x| and x^2."""
+
+    shift: float
+    sums: np.ndarray  # (6,)
+    zeros: int
+    nans: int
+
+
+def supports(tensor: torch.Tensor) -> bool:
+    """Whether the radix route handles this tensor (CPU fp32/bf16, with a compiled kernel)."""
+    return tensor.device.type == "cpu" and tensor.dtype in _KINDS and native.load() is not None
+
+
+def _parts() -> int:
+    return max(1, torch.get_num_threads())
+
+
+def abs_order_statistics(flat: torch.Tensor, ranks: np.ndarray) -> tuple[np.ndarray, PowerSums]:
+    """(|x| at each 0-based rank in ``ranks`` (sorted, unique int64), as float32; power sums).
+
+    ``flat``: a contiguous 1-d CPU fp32 or bf16 tensor (see ``supports``). NaNs are counted,
+    not ranked: callers raise when ``nans`` is not 0."""
+    library = native.load()
+    kind = _KINDS[flat.dtype]
+    parts = _parts()
+    bins = 65536 if kind == 0 else 32768
+    hist = np.empty((parts, _COPIES, bins), dtype=np.uint32)
+    sums = np.zeros((parts, 6), dtype=np.float64)
+    counts = np.zeros((parts, 2), dtype=np.int64)
+    shift = float(flat[0])  # sums of x - x[0]: exact zeros for a constant tensor
+    library.radix_pass1(
+        flat.data_ptr(), flat.numel(), kind, shift, parts,
+        hist.ctypes.data, sums.ctypes.data, counts.ctypes.data,
+    )  # fmt: skip
+    hist = hist.sum(axis=1, dtype=np.int64)  # (parts, bins)
+    zeros, nans = (int(value) for value in counts.sum(axis=0))
+    power = PowerSums(shift, sums.sum(axis=0), zeros, nans)
+    if nans:
+        return np.full(len(ranks), np.nan, dtype=np.float32), power
+    cumulative = np.cumsum(hist.sum(axis=0, dtype=np.int64))  # entries in buckets <= b
+    buckets = np.searchsorted(cumulative, ranks, side="right")
+    if kind == 1:  # one bin per bf16 value
+        return (buckets.astype(np.uint32) << 16).view(np.float32), power
+    within = ranks - np.where(buckets > 0, cumulative[buckets - 1], 0)
+    return _refine(library, flat, parts, cumulative, buckets, within), power
+
+
+def _refine(library, flat, parts, cumulative, buckets, within) -> np.ndarray:
+    """Passes 2 and 3 for fp32: the value of rank number ``within`` (0-based) of each
+    ``buckets`` entry, from the sub-bucket histogram and the collected sub-buckets."""
+    wanted = np.unique(buckets)  # ascending: slot order is value order
+    slots = len(wanted)
+    slot_of = np.full(65536, slots, dtype=np.int32)
+    slot_of[wanted] = np.arange(slots, dtype=np.int32)
+    sub_bits = SUB_BITS
+    width = 1 << sub_bits
+    hist2 = np.empty((parts, slots + 1, width), dtype=np.uint32)
+    library.radix_pass2(
+        flat.data_ptr(), flat.numel(), parts, slot_of.ctypes.data, slots, sub_bits,
+        hist2.ctypes.data,
+    )  # fmt: skip
+    per_part = hist2[:, :slots].astype(np.int64)  # (parts, slots, width)
+    counts = per_part.sum(axis=0).reshape(-1)  # flat sub-bucket index = slot * width + sub
+    running = np.cumsum(counts)
+    bucket_sizes = np.diff(cumulative, prepend=0)[wanted]
+    slot_start = np.cumsum(bucket_sizes) - bucket_sizes  # entries of earlier wanted buckets
+    position = slot_start[slot_of[buckets]] + within  # among entries of wanted buckets
+    sub = np.searchsorted(running, position, side="right")  # flat sub-bucket of each rank
+    within_sub = position - np.where(sub > 0, running[sub - 1], 0)
+    flag = np.zeros((slots + 1) * width, dtype=np.uint8)
+    flag[sub] = 1
+    collected_per_part = (per_part.reshape(parts, -1) * flag[: slots * width]).sum(axis=1)
+    offsets = np.concatenate([[0], np.cumsum(collected_per_part + 1)]).astype(np.int64)
+    out = np.empty(int(offsets[-1]), dtype=np.uint32)
+    library.radix_pass3(
+        flat.data_ptr(), flat.numel(), parts, slot_of.ctypes.data, sub_bits,
+        flag.ctypes.data, offsets.ctypes.data, out.ctypes.data,
+    )  # fmt: skip
+    keep = np.ones(len(out), dtype=bool)
+    keep[offsets[1:] - 1] = False  # each part's spare entry
+    collected = np.sort(out[keep])  # bit patterns sort like the values
+    low_bits = 15 - sub_bits
+    sub_start = (wanted[sub // width].astype(np.uint32) << 15) | (
+        (sub % width).astype(np.uint32) << low_bits
+    )
+    first = np.searchsorted(collected, sub_start, side="left")
+    return collected[first + within_sub].view(np.float32)

@@ -1,0 +1,37 @@
+"""Per-tensor statistics of task vectors, with exact quantile sketches of |tau|: one row per
+task x tensor (``row.py``), the family's table and what is read from it (``table.py``)."""
+
+from tadrop.stats.files import load_stats, save_stats
+from tadrop.stats.row import (
+    SKETCH_GRID,
+    SKETCH_POINTS,
+    quantiles_from_sorted,
+    sorted_magnitudes,
+    tensor_stats,
+)
+from tadrop.stats.table import (
+    COLUMNS,
+    abs_histogram,
+    compute_stats,
+    drop_rates_from_sketch,
+    overall_sparsity,
+    quantiles_from_sketch,
+    sketch_matrix,
+)
+
+__all__ = [
+    "COLUMNS",
+    "SKETCH_GRID",
+    "SKETCH_POINTS",
+    "abs_histogram",
+    "compute_stats",
+    "drop_rates_from_sketch",
+    "load_stats",
+    "overall_sparsity",
+    "quantiles_from_sketch",
+    "quantiles_from_sorted",
+    "save_stats",
+    "sketch_matrix",
+    "sorted_magnitudes",
+    "tensor_stats",
+]

@@ -1,0 +1,168 @@
+"""The statistics table of a family: one row per task x tensor (``row.py``), with exact
+quantile sketches of |tau|.
+
+One row per task x tensor. The ``sketch`` column holds the exact quantiles of |tau| at
+``SKETCH_GRID`` (0, 0.001, ..., 1; linear interpolation between order statistics, as
+``torch.quantile``), so TADrop's d = Q_a / (Q_b + eps) for any (a, b) on the grid is
+recomputed from the table alone, without reading a tensor again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tadrop.names import component_group, parse_name
+from tadrop.sparsify.tadrop_drop import (
+    DEFAULT_A,
+    DEFAULT_B,
+    DEFAULT_EPS,
+    check_quantiles,
+    drop_rate_of,
+)
+from tadrop.stats import cache as stats_cache
+from tadrop.stats.row import SKETCH_POINTS, sorted_magnitudes, tensor_stats
+from tadrop.task_vectors import ModelFamily, iter_task_vectors
+
+COLUMNS = [
+    "task",
+    "tensor",
+    "layer",
+    "kind",
+    "group",
+    "param",
+    "shape",
+    "numel",
+    "mean",
+    "std",
+    "mean_abs",
+    "l2",
+    "max_abs",
+    "zero_frac",
+    "kurtosis",
+    "q_a",
+    "q_b",
+    "drop_rate",
+    "sketch",
+]
+
+
+def compute_stats(
+    family: ModelFamily,
+    *,
+    a: float = DEFAULT_A,
+    b: float = DEFAULT_B,
+    eps: float = DEFAULT_EPS,
+    device: str | torch.device = "auto",
+    progress: Callable[[int, int, str], None] | None = None,
+    cache: bool = True,
+) -> pd.DataFrame:
+    """The statistics table of a family: one row per task x tensor (see ``COLUMNS``).
+
+    ``cache``: read the table from ``$TADROP_HOME/cache/stats`` when the family's files are
+    unchanged since it was computed (no tensor is read; ``progress`` then reports all tensors
+    done at once), else compute it and write it there (see ``tadrop.stats.cache``).
+    """
+    check_quantiles(a, b, eps)
+    path = stats_cache.cache_path(family, a, b, eps) if cache else None
+    cached = stats_cache.read_cached(path) if path is not None else None
+    if cached is not None:
+        if progress is not None:
+            total = len(family.tensor_names)
+            progress(total, total, "statistics read from the cache")
+        return cached
+    table = _compute_table(family, a, b, eps, device, progress)
+    if path is not None:
+        stats_cache.write_cached(table, path)
+    return table
+
+
+def _compute_table(family, a, b, eps, device, progress) -> pd.DataFrame:
+    rows = []
+    total = len(family.tensor_names)
+    for done, tensor in enumerate(iter_task_vectors(family, device=device)):
+        parsed = parse_name(tensor.name)
+        for index, task in enumerate(family.task_names):
+            row = {
+                "task": task,
+                "tensor": tensor.name,
+                "layer": parsed.layer,
+                "kind": parsed.kind,
+                "group": component_group(parsed.kind),
+                "param": parsed.param,
+                "shape": "x".join(str(size) for size in tensor.base.shape) or "scalar",
+            }
+            row.update(tensor_stats(tensor.task_vectors[index], a, b, eps, name=tensor.name))
+            rows.append(row)
+        if progress is not None:
+            progress(done + 1, total, tensor.name)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    table["layer"] = table["layer"].astype("Int64")
+    table.attrs["provenance"] = {
+        "base": str(family.base.source),
+        "tasks": {task: str(checkpoint.source) for task, checkpoint in family.tasks.items()},
+        "a": a,
+        "b": b,
+        "eps": eps,
+        "skipped": family.skipped,
+    }
+    return table
+
+
+def sketch_matrix(table: pd.DataFrame) -> np.ndarray:
+    """(rows, SKETCH_POINTS) float64 array of the table's sketches."""
+    return np.stack([np.asarray(sketch, dtype=np.float64) for sketch in table["sketch"]])
+
+
+def quantiles_from_sketch(
+    table: pd.DataFrame, q: float, sketches: np.ndarray | None = None
+) -> np.ndarray:
+    """Q_q(|tau|) of every row: exact on the grid, linear between grid points."""
+    if not 0 <= q <= 1:
+        raise ValueError(f"Quantile level {q!r} is outside [0, 1].")
+    sketches = sketch_matrix(table) if sketches is None else sketches
+    position = q * (SKETCH_POINTS - 1)
+    lower = min(int(math.floor(position + 1e-9)), SKETCH_POINTS - 1)
+    upper = min(lower + 1, SKETCH_POINTS - 1)
+    weight = max(position - lower, 0.0)
+    return sketches[:, lower] + (sketches[:, upper] - sketches[:, lower]) * weight
+
+
+def drop_rates_from_sketch(
+    table: pd.DataFrame,
+    a: float,
+    b: float,
+    eps: float = DEFAULT_EPS,
+    sketches: np.ndarray | None = None,
+) -> pd.Series:
+    """TADrop's d = Q_a / (Q_b + eps), clamped to [0, 1], for every row, from sketches only."""
+    check_quantiles(a, b, eps)
+    sketches = sketch_matrix(table) if sketches is None else sketches
+    q_a = quantiles_from_sketch(table, a, sketches)
+    q_b = quantiles_from_sketch(table, b, sketches)
+    return pd.Series(drop_rate_of(q_a, q_b, eps), index=table.index, name="drop_rate")
+
+
+def overall_sparsity(table: pd.DataFrame, drop_rates: pd.Series) -> pd.Series:
+    """Per task, the fraction of all entries dropped (numel-weighted mean of the rates)."""
+    weighted = (drop_rates * table["numel"]).groupby(table["task"]).sum()
+    return weighted / table.groupby("task")["numel"].sum()
+
+
+def abs_histogram(tau: torch.Tensor, bins: int = 80, log: bool = False) -> pd.DataFrame:
+    """Histogram of |tau| (log-spaced bins if ``log``; zeros are counted in the first bin)."""
+    magnitude = sorted_magnitudes(tau)
+    if log:
+        positive = magnitude[magnitude > 0]
+        low = float(positive[0]) if positive.size else 1e-12
+        high = max(float(magnitude[-1]), low * 10)
+        edges = np.geomspace(low, high, bins + 1)
+        edges[0] = 0.0
+    else:
+        edges = np.linspace(0.0, max(float(magnitude[-1]), 1e-12), bins + 1)
+    counts, edges = np.histogram(magnitude, bins=edges)
+    return pd.DataFrame({"left": edges[:-1], "right": edges[1:], "count": counts})
