@@ -7,7 +7,7 @@ import os
 # by torch once, when it is first imported: it only helps when tadrop is imported first (the CLI).
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
-__version__ = "0.1.0"
+from tadrop.version import __version__
 
 __all__ = [
     "__version__",

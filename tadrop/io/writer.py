@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import shutil
@@ -11,7 +10,6 @@ from pathlib import Path
 
 import torch
 
-import tadrop
 from tadrop.io.atomic import (
     exists_error,
     fsync_path,
@@ -22,6 +20,7 @@ from tadrop.io.atomic import (
 from tadrop.io.aux_files import copy_aux_files
 from tadrop.io.errors import CheckpointError
 from tadrop.io.safetensors_format import write_safetensors_file
+from tadrop.version import __version__
 
 DEFAULT_MAX_SHARD_BYTES = 5 * 2**30
 SINGLE_FILE_NAME = "model.safetensors"
@@ -30,10 +29,8 @@ PathLike = str | os.PathLike
 
 
 def tadrop_version() -> str:
-    try:
-        return importlib.metadata.version("tadrop")
-    except importlib.metadata.PackageNotFoundError:
-        return getattr(tadrop, "__version__", "unknown")
+    """The version written into every checkpoint's metadata (one home: tadrop/version.py)."""
+    return __version__
 
 
 def provenance_metadata(

@@ -11,7 +11,7 @@ import torch
 
 from tadrop.io import write_checkpoint
 from tadrop.io.atomic import exists_error, remove_path, replace_dir, temp_sibling
-from tadrop.io.writer import check_not_over_inputs
+from tadrop.io.writer import check_not_over_inputs, tadrop_version
 from tadrop.merge.base import (
     Cancel,
     MergeMethod,
@@ -28,10 +28,8 @@ if TYPE_CHECKING:
 
 
 def _provenance(result: MergeResult, extra: dict | None = None) -> dict[str, str]:
-    import tadrop
-
     description = {**result.describe(), **(extra or {})}
-    description["tadrop_version"] = getattr(tadrop, "__version__", "0")
+    description["tadrop_version"] = tadrop_version()
     return {
         key: value if isinstance(value, str) else json.dumps(value, default=str)
         for key, value in description.items()
