@@ -9,46 +9,10 @@ from collections.abc import Mapping
 import pandas as pd
 import plotly.graph_objects as go
 
-from tadrop.figures import (
-    DROP_RATE_SCALE,
-    EXPORT_TEMPLATE,
-    RESULT_COLUMNS,
-    STATISTIC_LABELS,
-    drop_rate_by_kind_layer,
-    drop_rate_heatmap,
-    empty_figure,
-    group_distribution_by_layer,
-    kinds_in_layer,
-    magnitude_histogram,
-    results_bars,
-    sensitivity_heatmap,
-    sparsity_sweep,
-    statistic_heatmap,
-    statistic_label,
-    uniform_rate_contrast,
-    up_vs_down,
-)
+import tadrop.figures as shared
+from tadrop.figures import *  # noqa: F403  (the pages call figures.<name> for each shared figure)
 
-__all__ = [
-    "DROP_RATE_SCALE",
-    "EXPORT_TEMPLATE",
-    "RESULT_COLUMNS",
-    "STATISTIC_LABELS",
-    "all_figures",
-    "drop_rate_by_kind_layer",
-    "drop_rate_heatmap",
-    "empty_figure",
-    "group_distribution_by_layer",
-    "kinds_in_layer",
-    "magnitude_histogram",
-    "results_bars",
-    "sensitivity_heatmap",
-    "sparsity_sweep",
-    "statistic_heatmap",
-    "statistic_label",
-    "uniform_rate_contrast",
-    "up_vs_down",
-]
+__all__ = [*shared.__all__, "all_figures"]
 
 
 def all_figures(
@@ -64,21 +28,21 @@ def all_figures(
     """Every figure of the dashboard for one family and session, by file-friendly name."""
     weights = stats[stats["param"] == "weight"] if (stats["param"] == "weight").any() else stats
     drawn = {
-        f"heterogeneity_{statistic}_task_by_layer": statistic_heatmap(weights, statistic),
-        f"heterogeneity_{statistic}_attention_vs_mlp": group_distribution_by_layer(
+        f"heterogeneity_{statistic}_task_by_layer": shared.statistic_heatmap(weights, statistic),
+        f"heterogeneity_{statistic}_attention_vs_mlp": shared.group_distribution_by_layer(
             weights, statistic
         ),
-        f"heterogeneity_{statistic}_up_vs_down": up_vs_down(weights, statistic),
-        "landscape_drop_rate_task_by_tensor": drop_rate_heatmap(rates),
-        "landscape_drop_rate_kind_by_layer": drop_rate_by_kind_layer(rates),
-        "landscape_tadrop_vs_uniform": uniform_rate_contrast(rates, uniform_rates),
+        f"heterogeneity_{statistic}_up_vs_down": shared.up_vs_down(weights, statistic),
+        "landscape_drop_rate_task_by_tensor": shared.drop_rate_heatmap(rates),
+        "landscape_drop_rate_kind_by_layer": shared.drop_rate_by_kind_layer(rates),
+        "landscape_tadrop_vs_uniform": shared.uniform_rate_contrast(rates, uniform_rates),
     }
     if results is not None and not results.empty:
-        drawn["merge_results"] = results_bars(results)
+        drawn["merge_results"] = shared.results_bars(results)
         if results["normalized"].notna().any():
-            drawn["merge_results_normalized"] = results_bars(results, value="normalized")
+            drawn["merge_results_normalized"] = shared.results_bars(results, value="normalized")
     if sweep is not None and not sweep.empty:
-        drawn["merge_sparsity_sweep"] = sparsity_sweep(sweep)
+        drawn["merge_sparsity_sweep"] = shared.sparsity_sweep(sweep)
     if grid is not None and not grid.empty:
-        drawn["merge_ab_sensitivity"] = sensitivity_heatmap(grid)
+        drawn["merge_ab_sensitivity"] = shared.sensitivity_heatmap(grid)
     return drawn
