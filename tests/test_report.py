@@ -187,6 +187,16 @@ def test_report_figures_export_as_well_formed_svg() -> None:
     assert "Fig. 6 - layers" in svgs["layers.svg"]
 
 
+def test_export_without_a_browser_says_what_to_do(monkeypatch, tmp_path) -> None:
+    from tadrop.figures import export_problem
+
+    missing = tmp_path / "no-chromium"
+    monkeypatch.setenv("BROWSER_PATH", str(missing))
+    assert export_problem() == f"BROWSER_PATH={missing} is not a file"
+    with pytest.raises(RuntimeError, match="set BROWSER_PATH"):
+        figures_to_svg({"empty.svg": drop_rate_by_layer(pd.DataFrame(columns=["layer"]), "e")})
+
+
 def sweep_figure_for_test(sweep):
     from tadrop.figures import sparsity_sweep
 

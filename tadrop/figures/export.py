@@ -40,8 +40,10 @@ def export_problem() -> str | None:
     """None when figures can be exported as images; else what is missing."""
     if importlib.util.find_spec("kaleido") is None:
         return "the kaleido Python package is not installed (./install.sh installs it)"
+    if os.environ.get("BROWSER_PATH") and chromium_path() is None:
+        return f"BROWSER_PATH={os.environ['BROWSER_PATH']} is not a file"
     if chromium_path() is None:
-        return "no Chromium at /usr/bin/chromium (Debian package `chromium`) or $BROWSER_PATH"
+        return "no Chromium at /usr/bin/chromium (Debian package `chromium`)"
     return None
 
 
@@ -50,7 +52,10 @@ def _browser() -> Iterator[None]:
     """BROWSER_PATH set to the found Chromium for the export (kaleido reads it), then restored."""
     problem = export_problem()
     if problem is not None:
-        raise RuntimeError(f"Image export is not available: {problem}; export HTML instead.")
+        raise RuntimeError(
+            f"Image export is not available: {problem}. Run ./install.sh, or set BROWSER_PATH "
+            "to a Chromium executable."
+        )
     previous = os.environ.get("BROWSER_PATH")
     os.environ["BROWSER_PATH"] = str(chromium_path())
     try:
