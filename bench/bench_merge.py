@@ -10,11 +10,17 @@ Ratios are taken inside this one run, because the machine is shared and noisy:
     mk_ties_x     mergekit TIES wall time / this run's wall time (target >= 5 for TIES and EMR)
     rss_vs_mk     this run's peak RSS / mergekit TIES's (target <= 1)
 
+Every configuration is measured twice in one run: idle (nothing started by the benchmark) and
+loaded (one busy process per core started by the benchmark itself, ``--load-kind spin`` or
+``memory``; bench/background_load.py); the ratios are taken inside each condition and a
+summary prints both side by side. The compiled-kernel run (``ties+tadrop``) is repeated with
+an empty compiler cache (``(cold cache)`` rows: a fresh machine's first run).
+
 mergekit runs from its own environment (``--mergekit-python`` or $MERGEKIT_PYTHON); without it
 those rows are skipped with a note. With ``--device cuda`` (bench/gpu.sh) the read pass also
 copies each tensor to the GPU and the GPU's read bandwidth is measured in the same run.
 
-    python3 bench/bench_merge.py [--mergekit-python /work/bench_venv/bin/python]
+    python3 bench/bench_merge.py [--mergekit-python /work/bench_venv/bin/python] [--load idle,loaded]
 """
 
 from __future__ import annotations
@@ -23,10 +29,8 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +42,19 @@ sys.path[:0] = [str(BENCH_DIR), str(REPO_ROOT)]
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
+from background_load import condition, parse_conditions  # noqa: E402
 from make_family import SHAPES, FamilyPaths, make_family  # noqa: E402
+from merge_children import compare_outputs  # noqa: E402
+from processes import (  # noqa: E402
+    Measured,
+    child_env,
+    last_json,
+    machine_line,
+    run_measured,
+    warm_page_cache,
+)
+
+CHILDREN = str(BENCH_DIR / "merge_children.py")
 
 TIES_DENSITY = 0.2  # TIES's published trim and mergekit's usual density
 TA_SCALING = 0.3
@@ -75,142 +91,11 @@ MERGEKIT_RUNS = {
     ),
 }
 SAME_OUTPUT = {"ta": "mk-ta", "ties-tensor": "mk-ties"}  # outputs compared with --check
-
-
-@dataclass
-class Measured:
-    wall_s: float
-    peak_rss_bytes: int
-    exit_code: int
-    stdout: str
-    stderr: str
-
-
-def run_measured(
-    command: list[str], *, env: dict[str, str] | None = None, timeout_s: float = 1800
-) -> Measured:
-    """Run ``command`` as a fresh process; its wall time and peak RSS (its waited children too)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=REPO_ROOT)
-        killer = threading.Timer(timeout_s, process.kill)
-        killer.start()
-        try:
-            _, status, usage = os.wait4(process.pid, 0)
-        finally:
-            killer.cancel()
-        wall = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-        out.seek(0)
-        err.seek(0)
-        return Measured(wall, usage.ru_maxrss * 1024, process.returncode, out.read(), err.read())
-
-
-SOURCE_ROOT = [REPO_ROOT]  # the folder whose tadrop/ the children import (--src)
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(SOURCE_ROOT[0]), env.get("PYTHONPATH", "")])
-    )
-    return env
-
-
-def warm_page_cache(folders: list[Path]) -> int:
-    """Read every file once so that the timed runs all start from a warm page cache."""
-    buffer, total = bytearray(16 * 2**20), 0
-    for folder in folders:
-        for path in sorted(folder.iterdir()):
-            with open(path, "rb", buffering=0) as stream:
-                while count := stream.readinto(buffer):
-                    total += count
-    return total
-
-
-# ----- child processes (python3 bench/bench_merge.py --child ...) -----
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def read_inputs(folders: list[str], device: str) -> dict[str, float]:
-    """One read of every input tensor (``get`` + a sum; on a GPU also the host-to-device copy)."""
-    from tadrop.io import open_checkpoint
-
-    target = torch.device(device)
-    checkpoints = [open_checkpoint(folder) for folder in folders]
-    total_bytes = 0
-    started = time.perf_counter()
-    for checkpoint in checkpoints:
-        for name in checkpoint.keys():
-            tensor = checkpoint.get(name).to(target)
-            tensor.sum()
-            total_bytes += tensor.numel() * tensor.element_size()
-    synchronize(target)
-    return {"read_s": time.perf_counter() - started, "bytes": total_bytes}
-
-
-def device_read_bandwidth(device: str, nbytes: int = 2**30, repeats: int = 5) -> dict[str, float]:
-    """Bytes per second of one read pass (``sum``) over a buffer already on ``device``."""
-    target = torch.device(device)
-    buffer = torch.ones(nbytes // 4, dtype=torch.float32, device=target)
-    buffer.sum()
-    synchronize(target)
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        buffer.sum()
-        synchronize(target)
-        best = min(best, time.perf_counter() - started)
-    return {"bandwidth_bytes_per_s": nbytes / best, "pass_s": best}
-
-
-def merge_with_library(spec: dict) -> dict[str, float]:
-    """The same merge as ``tadrop merge`` through the library calls (``--via library``)."""
-    from tadrop.merge import run_merge
-    from tadrop.registry import build_merge
-    from tadrop.task_vectors import load_family
-
-    family = load_family(spec["base"], spec["models"])
-    method, sparsifier = build_merge(
-        spec["method"], spec["sparsifier"], spec["method_params"], spec["sparsifier_params"]
-    )
-    started = time.perf_counter()
-    result = run_merge(family, method, sparsifier, device=spec["device"])
-    merge_s = time.perf_counter() - started
-    result.save(spec["output"], overwrite=True)
-    return {"seconds": merge_s}
-
-
-def child_main(mode: str, arguments: list[str]) -> int:
-    if mode == "read":
-        report = read_inputs(arguments[1:], arguments[0])
-    elif mode == "bandwidth":
-        report = device_read_bandwidth(arguments[0])
-    elif mode == "merge":
-        report = merge_with_library(json.loads(Path(arguments[0]).read_text()))
-    else:
-        raise SystemExit(f"unknown child mode {mode!r}")
-    print(json.dumps(report))
-    return 0
+# Runs that use the compiled counting pass: timed again with an empty compiler cache.
+COLD_RUNS = ("ties+tadrop",)
 
 
 # ----- the parent: configs, runs, table -----
-
-
-def last_json(text: str) -> dict:
-    """The last line of ``text`` that parses as a JSON object ({} if none)."""
-    for line in reversed(text.strip().splitlines()):
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return value
-    return {}
 
 
 def tadrop_config(run: MergeRun, family: FamilyPaths, device: str) -> dict:
@@ -227,7 +112,11 @@ def tadrop_config(run: MergeRun, family: FamilyPaths, device: str) -> dict:
 
 
 def run_ours(
-    run: MergeRun, family: FamilyPaths, work: Path, args: argparse.Namespace
+    run: MergeRun,
+    family: FamilyPaths,
+    work: Path,
+    args: argparse.Namespace,
+    **extra_env: str,
 ) -> tuple[Measured, float | None]:
     """Time one of our merges; returns the measurement and run_merge's own seconds."""
     output = work / run.label
@@ -250,14 +139,8 @@ def run_ours(
         spec_path = work / f"{run.label}.json"
         spec = {**config, "sparsifier": run.sparsifier, "output": str(output)}
         spec_path.write_text(json.dumps(spec))
-        command = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--child",
-            "merge",
-            str(spec_path),
-        ]
-    measured = run_measured(command, env=child_env())
+        command = [sys.executable, CHILDREN, "merge", str(spec_path)]
+    measured = run_measured(command, env=child_env(args.src, **extra_env))
     report = last_json(measured.stdout)
     outputs = report.get("outputs") or [report]
     seconds = outputs[0].get("seconds") if outputs and isinstance(outputs[0], dict) else None
@@ -288,29 +171,6 @@ def run_mergekit(label: str, family: FamilyPaths, work: Path, args: argparse.Nam
         *device, "--no-copy-tokenizer", "--no-write-model-card", "--quiet", "--lazy-unpickle",
     ]  # fmt: skip
     return run_measured(command, env=dict(os.environ))
-
-
-def compare_outputs(ours: Path, theirs: Path, base: Path) -> dict[str, float]:
-    """Largest difference between two merged models, relative to the largest merged delta."""
-    from tadrop.io import open_checkpoint
-
-    a, b, base_checkpoint = open_checkpoint(ours), open_checkpoint(theirs), open_checkpoint(base)
-    max_diff = max_delta = 0.0
-    differing = total = 0
-    for name in base_checkpoint.keys():
-        ours_tensor, theirs_tensor = a.get(name).float(), b.get(name).float()
-        difference = (ours_tensor - theirs_tensor).abs()
-        max_diff = max(max_diff, float(difference.max()))
-        max_delta = max(
-            max_delta, float((theirs_tensor - base_checkpoint.get(name).float()).abs().max())
-        )
-        differing += int(torch.count_nonzero(difference > 1e-6))
-        total += difference.numel()
-    return {
-        "max_abs_diff": max_diff,
-        "max_abs_delta": max_delta,
-        "frac_differing": differing / total,
-    }
 
 
 def row(
@@ -351,13 +211,13 @@ def add_mergekit_ratios(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def measure_read(family: FamilyPaths, device: str, repeats: int) -> dict[str, float]:
+def measure_read(family: FamilyPaths, device: str, repeats: int, src: str) -> dict[str, float]:
     """The fastest of ``repeats`` fresh-process reads of every input tensor."""
     folders = [str(folder) for folder in family.all_dirs]
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", "read", device, *folders]
+    command = [sys.executable, CHILDREN, "read", device, *folders]
     reports = []
     for _ in range(repeats):
-        measured = run_measured(command, env=child_env())
+        measured = run_measured(command, env=child_env(src))
         if measured.exit_code != 0:
             raise SystemExit(f"the read pass failed:\n{measured.stderr}")
         reports.append(
@@ -405,80 +265,45 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="folder holding the tadrop package to time (e.g. a patched copy)",
     )
     parser.add_argument("--tag", default="", help="suffix of the CSV name (e.g. patched)")
+    parser.add_argument(
+        "--load",
+        default="idle,loaded",
+        help="conditions to measure: idle (nothing started), loaded (one busy process per core)",
+    )
+    parser.add_argument(
+        "--load-kind",
+        choices=("spin", "memory"),
+        default="spin",
+        help="the background load: busy loops (spin) or memory copies (memory)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    SOURCE_ROOT[0] = Path(args.src).resolve()
+    args.src = str(Path(args.src).resolve())
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit(
             "--device cuda: no CUDA device is visible here; run bench/gpu.sh on a GPU machine."
         )
     family = make_family(Path(args.data) / f"family-{args.shape}", SHAPES[args.shape])
     warmed = warm_page_cache(family.all_dirs)
-    startup = run_measured([sys.executable, "-c", "import torch, tadrop.cli"], env=child_env())
-    read = measure_read(family, args.device, repeats=3)
-    read_s = read["read_s"]
+    startup = run_measured(
+        [sys.executable, "-c", "import torch, tadrop.cli"], env=child_env(args.src)
+    )
     print(f"family: {family.shape.parameters / 1e6:.1f}M parameters x (1 + {len(family.tasks)}) models, "
           f"{family.dtype}, {warmed / 2**30:.2f} GiB on disk; python + torch + tadrop start-up "
-          f"{startup.wall_s:.2f} s; one read of the inputs {read_s:.2f} s", flush=True)  # fmt: skip
-    rows = [{"run": "read-inputs", "engine": "tadrop.io", "wall_s": round(read["wall_s"], 2), "merge_s": round(read_s, 2),
-             "peak_rss_mb": round(read["rss"] / 2**20), "x_read": round(read["wall_s"] / read_s, 1), "merge_x_read": 1.0}]  # fmt: skip
-    if args.device.startswith("cuda"):
-        bandwidth = last_json(
-            run_measured(
-                [
-                    sys.executable,
-                    str(Path(__file__).resolve()),
-                    "--child",
-                    "bandwidth",
-                    args.device,
-                ],
-                env=child_env(),
-            ).stdout
-        )
-        gpu_read_s = read["bytes"] / bandwidth["bandwidth_bytes_per_s"]
-        print(
-            f"GPU read bandwidth {bandwidth['bandwidth_bytes_per_s'] / 1e9:.0f} GB/s: the inputs once on the GPU = {gpu_read_s * 1e3:.1f} ms"
-        )
-    wanted = set(args.runs.split(","))
+          f"{startup.wall_s:.2f} s", flush=True)  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="merge-", dir=args.data))
-    try:
-        for run in (run for run in OUR_RUNS if run.label in wanted):
-            measured, merge_s = run_ours(run, family, work, args)
-            rows.append(row(run.label, f"tadrop {args.via}", measured, read_s, merge_s))
-            if args.device.startswith("cuda") and merge_s is not None:
-                rows[-1]["merge_x_gpu_read"] = round(merge_s / gpu_read_s, 1)
-            print(rows[-1], flush=True)
-            if run.label not in SAME_OUTPUT or args.no_check:
-                shutil.rmtree(work / run.label, ignore_errors=True)
-        if args.mergekit_python:
-            for label in MERGEKIT_RUNS:
-                rows.append(row(label, "mergekit", run_mergekit(label, family, work, args), read_s))
-                print(rows[-1], flush=True)
-        else:
-            for label in MERGEKIT_RUNS:
-                rows.append(
-                    row(
-                        label,
-                        "mergekit",
-                        None,
-                        read_s,
-                        note="skipped: pass --mergekit-python or set MERGEKIT_PYTHON",
-                    )
-                )
-        if not args.no_check:
-            for ours, theirs in SAME_OUTPUT.items():
-                if (work / ours).is_dir() and (work / theirs).is_dir():
-                    check = compare_outputs(work / ours, work / theirs, family.base)
-                    print(f"{ours} vs {theirs}: max |diff| {check['max_abs_diff']:.3g} (largest merged delta "
-                          f"{check['max_abs_delta']:.3g}); {check['frac_differing']:.2e} of entries differ by > 1e-6")  # fmt: skip
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    table = add_mergekit_ratios(pd.DataFrame(rows))
+    tables = []
+    for name in parse_conditions(args.load):
+        with condition(name, args.load_kind) as description:
+            print(f"== {description} ==", flush=True)
+            table = add_mergekit_ratios(pd.DataFrame(measure_condition(family, args)))
+        tables.append(table.assign(load=name))
+        print(table.to_string(index=False, na_rep=""), flush=True)
+    table = pd.concat(tables, ignore_index=True)
     suffix = ("" if args.device == "cpu" else "_" + args.device.replace(":", "")) + (
         f"_{args.tag}" if args.tag else ""
     )
@@ -486,26 +311,89 @@ def main(argv: list[str] | None = None) -> int:
     table.assign(machine=machine_line(), date=time.strftime("%Y-%m-%d")).to_csv(
         csv_path, index=False
     )
-    print(table.to_string(index=False, na_rep=""))
+    print(summary(table))
     print(f"wrote {csv_path}")
     return 0
 
 
-def machine_line() -> str:
-    """CPU model, cores and torch version (and the GPU when one is used)."""
-    cpu = "unknown CPU"
+def measure_condition(family: FamilyPaths, args: argparse.Namespace) -> list[dict]:
+    """Every configured run once, under whatever load is running now; rows of the table."""
+    read = measure_read(family, args.device, repeats=3, src=args.src)
+    read_s = read["read_s"]
+    print(f"one read of the inputs {read_s:.2f} s", flush=True)
+    rows = [{"run": "read-inputs", "engine": "tadrop.io", "wall_s": round(read["wall_s"], 2), "merge_s": round(read_s, 2),
+             "peak_rss_mb": round(read["rss"] / 2**20), "x_read": round(read["wall_s"] / read_s, 1), "merge_x_read": 1.0}]  # fmt: skip
+    gpu_read_s = None
+    if args.device.startswith("cuda"):
+        command = [sys.executable, CHILDREN, "bandwidth", args.device]
+        bandwidth = last_json(run_measured(command, env=child_env(args.src)).stdout)
+        gpu_read_s = read["bytes"] / bandwidth["bandwidth_bytes_per_s"]
+        print(f"GPU read bandwidth {bandwidth['bandwidth_bytes_per_s'] / 1e9:.0f} GB/s: "
+              f"the inputs once on the GPU = {gpu_read_s * 1e3:.1f} ms")  # fmt: skip
+    wanted = set(args.runs.split(","))
+    work = Path(tempfile.mkdtemp(prefix="merge-", dir=args.data))
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return f"{cpu} x{os.cpu_count()}{gpu}, torch {torch.__version__}"
+        for run in (run for run in OUR_RUNS if run.label in wanted):
+            measured, merge_s = run_ours(run, family, work, args)
+            rows.append(row(run.label, f"tadrop {args.via}", measured, read_s, merge_s))
+            if gpu_read_s is not None and merge_s is not None:
+                rows[-1]["merge_x_gpu_read"] = round(merge_s / gpu_read_s, 1)
+            print(rows[-1], flush=True)
+            if run.label not in SAME_OUTPUT or args.no_check:
+                shutil.rmtree(work / run.label, ignore_errors=True)
+        rows += cold_compile_rows(family, work, args, read_s, wanted)
+        rows += mergekit_rows(family, work, args, read_s)
+        if not args.no_check:
+            check_same_outputs(work, family)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def cold_compile_rows(
+    family: FamilyPaths, work: Path, args: argparse.Namespace, read_s: float, wanted: set[str]
+) -> list[dict]:
+    """The compiled-kernel runs again with an empty compiler cache (a fresh machine's first run)."""
+    rows = []
+    for run in (run for run in OUR_RUNS if run.label in wanted and run.label in COLD_RUNS):
+        with tempfile.TemporaryDirectory(prefix="inductor-cold-", dir=args.data) as cache:
+            measured, merge_s = run_ours(run, family, work, args, TORCHINDUCTOR_CACHE_DIR=cache)
+        rows.append(
+            row(f"{run.label} (cold cache)", f"tadrop {args.via}", measured, read_s, merge_s)
+        )
+        print(rows[-1], flush=True)
+        shutil.rmtree(work / run.label, ignore_errors=True)
+    return rows
+
+
+def mergekit_rows(
+    family: FamilyPaths, work: Path, args: argparse.Namespace, read_s: float
+) -> list[dict]:
+    if not args.mergekit_python:
+        note = "skipped: pass --mergekit-python or set MERGEKIT_PYTHON"
+        return [row(label, "mergekit", None, read_s, note=note) for label in MERGEKIT_RUNS]
+    rows = []
+    for label in MERGEKIT_RUNS:
+        rows.append(row(label, "mergekit", run_mergekit(label, family, work, args), read_s))
+        print(rows[-1], flush=True)
+    return rows
+
+
+def check_same_outputs(work: Path, family: FamilyPaths) -> None:
+    for ours, theirs in SAME_OUTPUT.items():
+        if (work / ours).is_dir() and (work / theirs).is_dir():
+            check = compare_outputs(work / ours, work / theirs, family.base)
+            print(f"{ours} vs {theirs}: max |diff| {check['max_abs_diff']:.3g} (largest merged delta "
+                  f"{check['max_abs_delta']:.3g}); {check['frac_differing']:.2e} of entries differ by > 1e-6")  # fmt: skip
+
+
+def summary(table: pd.DataFrame) -> str:
+    """One line per run: the speed-up over mergekit TIES idle and loaded, side by side."""
+    if "mk_ties_x" not in table:
+        return "no mergekit rows: speed-ups not computed"
+    wide = table.pivot_table(index="run", columns="load", values=["mk_ties_x", "wall_s"])
+    return "speed-up over mergekit TIES (wall time), per load:\n" + wide.to_string()
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2 and sys.argv[1] == "--child":
-        sys.exit(child_main(sys.argv[2], sys.argv[3:]))
     sys.exit(main())

@@ -11,6 +11,12 @@ base + tau with its own delta distribution and its own scale per layer:
     lowrank   matrices: U @ V of rank 8 scaled to std s_l (a merged LoRA); vectors Gaussian
               s_l log-uniform per tensor (x0.25 .. x4)
 
+Shapes (``--shape``): ``100m`` (the merge benchmark's Llama), ``tiny``, ``llama-1.1b``
+(TinyLlama's shape, bf16, 4 tasks: ~2.2 GB a model, 11 GB in all) and ``clip-vit-b32`` (a CLIP
+ViT-B/32 vision tower with HF names and the 0-d ``logit_scale``, 8 tasks: gauss, laplace,
+sparse, lowrank, gauss2, ...; 350 MB a model). The large ones are generated on demand and
+never belong in git or CI.
+
 Written as Hugging Face style sharded safetensors folders (index + config.json), so both
 ``tadrop merge`` and ``mergekit-yaml`` read them. Run as a script to (re)generate:
 
@@ -49,6 +55,7 @@ class FamilyShape:
     heads: int = 12
     kv_heads: int = 4  # grouped-query attention, as in Llama 2/3: k/v projections are narrower
     vocab: int = 20000
+    tasks: int = 4  # fine-tuned variants; task i follows DELTA_KINDS[i % 4]
 
     @property
     def head_dim(self) -> int:
@@ -100,17 +107,96 @@ class FamilyShape:
         }
 
 
+@dataclass(frozen=True)
+class ClipVisionShape:
+    """The vision tower of a CLIP ViT (HF ``CLIPModel`` names, ``logit_scale`` included, 0-d).
+
+    The default is ViT-B/32 (88M parameters; fp32: 350 MB a model), merged over 8 tasks as in
+    the CLIP-merging literature (FusionBench's eight image-classification tasks)."""
+
+    hidden: int = 768
+    intermediate: int = 3072
+    layers: int = 12
+    heads: int = 12
+    patch: int = 32
+    image: int = 224
+    projection: int = 512
+    tasks: int = 8
+
+    def tensor_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+        h, positions = self.hidden, (self.image // self.patch) ** 2 + 1
+        shapes = [
+            ("vision_model.embeddings.class_embedding", (h,)),
+            ("vision_model.embeddings.patch_embedding.weight", (h, 3, self.patch, self.patch)),
+            ("vision_model.embeddings.position_embedding.weight", (positions, h)),
+            ("vision_model.pre_layrnorm.weight", (h,)),
+            ("vision_model.pre_layrnorm.bias", (h,)),
+        ]
+        for layer in range(self.layers):
+            prefix = f"vision_model.encoder.layers.{layer}."
+            for projection in ("k_proj", "v_proj", "q_proj", "out_proj"):
+                shapes += [
+                    (f"{prefix}self_attn.{projection}.weight", (h, h)),
+                    (f"{prefix}self_attn.{projection}.bias", (h,)),
+                ]
+            shapes += [
+                (prefix + "layer_norm1.weight", (h,)),
+                (prefix + "layer_norm1.bias", (h,)),
+                (prefix + "mlp.fc1.weight", (self.intermediate, h)),
+                (prefix + "mlp.fc1.bias", (self.intermediate,)),
+                (prefix + "mlp.fc2.weight", (h, self.intermediate)),
+                (prefix + "mlp.fc2.bias", (h,)),
+                (prefix + "layer_norm2.weight", (h,)),
+                (prefix + "layer_norm2.bias", (h,)),
+            ]
+        shapes += [
+            ("vision_model.post_layernorm.weight", (h,)),
+            ("vision_model.post_layernorm.bias", (h,)),
+            ("visual_projection.weight", (self.projection, h)),
+            ("logit_scale", ()),
+        ]
+        return shapes
+
+    @property
+    def parameters(self) -> int:
+        return sum(math.prod(shape) for _, shape in self.tensor_shapes())
+
+    def hf_config(self, dtype: torch.dtype) -> dict[str, object]:
+        """config.json of the vision tower (CLIPVisionModelWithProjection)."""
+        return {
+            "architectures": ["CLIPVisionModelWithProjection"],
+            "model_type": "clip_vision_model",
+            "hidden_size": self.hidden,
+            "intermediate_size": self.intermediate,
+            "num_hidden_layers": self.layers,
+            "num_attention_heads": self.heads,
+            "patch_size": self.patch,
+            "image_size": self.image,
+            "projection_dim": self.projection,
+            "dtype": str(dtype).replace("torch.", ""),
+        }
+
+
 SHAPES = {
     "100m": FamilyShape(),
     "tiny": FamilyShape(hidden=64, intermediate=160, layers=2, heads=4, kv_heads=2, vocab=500),
+    # TinyLlama-1.1B's shape (22 layers, hidden 2048, GQA with 4 KV heads, vocab 32000); bf16.
+    "llama-1.1b": FamilyShape(
+        hidden=2048, intermediate=5632, layers=22, heads=32, kv_heads=4, vocab=32000
+    ),
+    "clip-vit-b32": ClipVisionShape(),
+    "clip-tiny": ClipVisionShape(
+        hidden=32, intermediate=64, layers=2, heads=2, patch=8, image=32, projection=16, tasks=3
+    ),  # fmt: skip
 }
+DEFAULT_DTYPES = {"llama-1.1b": torch.bfloat16}
 
 
 @dataclass(frozen=True)
 class FamilyPaths:
     base: Path
     tasks: dict[str, Path]  # task -> model folder
-    shape: FamilyShape
+    shape: FamilyShape | ClipVisionShape
     dtype: torch.dtype
 
     @property
@@ -131,10 +217,22 @@ def _layer_position(name: str, layers: int) -> float:
 
 
 def base_tensor(name: str, shape: tuple[int, ...], seed: int) -> torch.Tensor:
-    """The base weight: RMSNorm weights 1, everything else N(0, BASE_STD^2), float32."""
-    if name.endswith("norm.weight"):
+    """The base weight: norm weights 1, CLIP's logit_scale log(1/0.07), everything else
+    N(0, BASE_STD^2), float32."""
+    if name.endswith(".weight") and "norm" in name.split(".")[-2]:
         return torch.ones(shape)
+    if name == "logit_scale":
+        return torch.full(shape, math.log(1 / 0.07))
     return torch.randn(shape, generator=_generator(seed, "base", name)) * BASE_STD
+
+
+def task_kinds(shape: FamilyShape | ClipVisionShape) -> dict[str, str]:
+    """Task name -> delta kind: gauss, laplace, sparse, lowrank, then gauss2, laplace2, ..."""
+    kinds = {}
+    for index in range(shape.tasks):
+        kind = DELTA_KINDS[index % len(DELTA_KINDS)]
+        kinds[kind if index < len(DELTA_KINDS) else f"{kind}{index // len(DELTA_KINDS) + 1}"] = kind
+    return kinds
 
 
 def delta_scale(kind: str, name: str, layers: int, generator: torch.Generator) -> float:
@@ -150,10 +248,11 @@ def delta_scale(kind: str, name: str, layers: int, generator: torch.Generator) -
 
 
 def task_delta(
-    kind: str, name: str, shape: tuple[int, ...], layers: int, seed: int
+    kind: str, name: str, shape: tuple[int, ...], layers: int, seed: int, task: str | None = None
 ) -> torch.Tensor:
-    """tau of one tensor for a task whose deltas follow ``kind`` (float32)."""
-    generator = _generator(seed, kind, name)
+    """tau of one tensor for ``task`` (default: named as its kind), whose deltas follow
+    ``kind`` (float32)."""
+    generator = _generator(seed, task or kind, name)
     scale = delta_scale(kind, name, layers, generator)
     if kind == "gauss":
         return torch.randn(shape, generator=generator) * scale
@@ -174,34 +273,43 @@ def task_delta(
 
 
 def model_tensors(
-    shape: FamilyShape, kind: str | None, seed: int, dtype: torch.dtype
+    shape: FamilyShape | ClipVisionShape,
+    task: str | None,
+    seed: int,
+    dtype: torch.dtype,
 ) -> Iterator[tuple[str, torch.Tensor]]:
-    """(name, tensor) of the base (kind None) or of one fine-tuned variant, one at a time."""
+    """(name, tensor) of the base (task None) or of one fine-tuned variant, one at a time."""
+    kind = None if task is None else task_kinds(shape)[task]
     for name, tensor_shape in shape.tensor_shapes():
         weight = base_tensor(name, tensor_shape, seed)
         if kind is not None:
-            weight += task_delta(kind, name, tensor_shape, shape.layers, seed)
+            weight += task_delta(kind, name, tensor_shape, shape.layers, seed, task)
         yield name, weight.to(dtype)
 
 
-def _marker(shape: FamilyShape, dtype: torch.dtype, seed: int, shard_bytes: int) -> dict:
+def _marker(
+    shape: FamilyShape | ClipVisionShape, dtype: torch.dtype, seed: int, shard_bytes: int
+) -> dict:
     return {
-        "shape": asdict(shape),
+        "shape": {"class": type(shape).__name__, **asdict(shape)},
         "dtype": str(dtype),
         "seed": seed,
         "shard_bytes": shard_bytes,
-        "tasks": list(DELTA_KINDS),
-        "generator": 1,  # bump when the distributions above change
+        "tasks": task_kinds(shape),
+        "generator": 2,  # bump when the distributions above change
     }
 
 
-def family_paths(root: Path, shape: FamilyShape, dtype: torch.dtype) -> FamilyPaths:
-    return FamilyPaths(root / "base", {kind: root / kind for kind in DELTA_KINDS}, shape, dtype)
+def family_paths(
+    root: Path, shape: FamilyShape | ClipVisionShape, dtype: torch.dtype
+) -> FamilyPaths:
+    tasks = {task: root / task for task in task_kinds(shape)}
+    return FamilyPaths(root / "base", tasks, shape, dtype)
 
 
 def make_family(
     root: str | Path,
-    shape: FamilyShape = SHAPES["100m"],
+    shape: FamilyShape | ClipVisionShape = SHAPES["100m"],
     *,
     dtype: torch.dtype = torch.float32,
     seed: int = 0,
@@ -222,10 +330,10 @@ def make_family(
     if root.exists():
         shutil.rmtree(root)  # a different or interrupted family: start over
     root.mkdir(parents=True)
-    for kind, folder in [(None, paths.base), *paths.tasks.items()]:
+    for task, folder in [(None, paths.base), *paths.tasks.items()]:
         log(f"writing {folder} ({shape.parameters / 1e6:.1f}M parameters, {dtype})")
         write_checkpoint(
-            model_tensors(shape, kind, seed, dtype), folder, max_shard_bytes=shard_bytes
+            model_tensors(shape, task, seed, dtype), folder, max_shard_bytes=shard_bytes
         )
         (folder / "config.json").write_text(json.dumps(shape.hf_config(dtype), indent=2))
     marker.write_text(json.dumps(wanted, indent=2))
@@ -236,12 +344,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", default="/work/bench_data/family-100m", help="output folder")
     parser.add_argument("--shape", choices=sorted(SHAPES), default="100m")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        help="default: bfloat16 for llama-1.1b, else float32",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    paths = make_family(
-        args.root, SHAPES[args.shape], dtype=getattr(torch, args.dtype), seed=args.seed
+    dtype = (
+        getattr(torch, args.dtype) if args.dtype else DEFAULT_DTYPES.get(args.shape, torch.float32)
     )
+    paths = make_family(args.root, SHAPES[args.shape], dtype=dtype, seed=args.seed)
     print(f"family ready: base {paths.base}, tasks {', '.join(paths.tasks)}")
     return 0
 

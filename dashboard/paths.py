@@ -14,7 +14,10 @@ import argparse
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
+
+from tadrop.io.confine import is_inside, reads_confined_to
 
 ENV_DATA_ROOT = "TADROP_DATA_ROOT"
 ENV_UPLOAD_LIMIT_MB = "TADROP_UPLOAD_LIMIT_MB"
@@ -66,8 +69,11 @@ def upload_limit_bytes(environ: Mapping[str, str] | None = None) -> int:
     return megabytes * 1024 * 1024
 
 
-def _inside(path: Path, roots: Sequence[Path]) -> bool:
-    return any(path == root or path.is_relative_to(root) for root in roots)
+def inside_roots(roots: Sequence[Path]) -> AbstractContextManager[None]:
+    """Within the block, every file the library opens (weights, each shard, index, adapter
+    config) or copies into an output (config and tokenizer files) must resolve under the roots;
+    a symlink leading out is refused with a message naming it."""
+    return reads_confined_to(roots)
 
 
 def resolve_user_path(text: str | os.PathLike[str], roots: Sequence[Path]) -> Path:
@@ -86,10 +92,10 @@ def resolve_user_path(text: str | os.PathLike[str], roots: Sequence[Path]) -> Pa
         raise PathRefused(f"{raw}: paths with '..' are refused; give a path under the data root.")
     if not candidate.is_absolute():
         candidate = roots[0] / candidate
-    if not _inside(candidate.absolute(), roots):
+    if not is_inside(candidate.absolute(), roots):
         raise PathRefused(f"{raw} is outside the data root ({_roots_text(roots)}).")
     resolved = candidate.resolve()
-    if not _inside(resolved, roots):
+    if not is_inside(resolved, roots):
         raise PathRefused(
             f"{raw} leads through a symlink to {resolved}, outside the data root "
             f"({_roots_text(roots)})."
@@ -137,7 +143,7 @@ def find_checkpoints(roots: Sequence[Path], *, max_depth: int = 4, limit: int = 
                 entries = [Path(folder) / name for name in sorted(files)]
                 entries = [path for path in entries if _CHECKPOINT_FILES.search(path.name)]
             for entry in entries:
-                if entry not in found and _inside(entry.resolve(), roots):
+                if entry not in found and is_inside(entry.resolve(), roots):
                     found.append(entry)
                 if len(found) >= limit:
                     return found

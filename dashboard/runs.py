@@ -13,7 +13,7 @@ import pandas as pd
 from tadrop.diagnostics import merge_diagnostics
 from tadrop.evaluate import Evaluator, evaluate
 from tadrop.merge import MergeMethod, MergeResult, run_merge
-from tadrop.registry import METHODS, PRESETS, SPARSIFIERS, build_merge
+from tadrop.registry import METHODS, SPARSIFIERS, build_merge, resolve_preset
 from tadrop.sparsify import Sparsifier
 from tadrop.task_vectors import ModelFamily
 
@@ -59,12 +59,8 @@ class RunRecord:
 
 def classes_for(method: str, sparsifier: str) -> tuple[type[MergeMethod], type[Sparsifier] | None]:
     """The classes a (method, sparsifier) choice builds, presets resolved (for the inputs)."""
-    if method in PRESETS:
-        preset = PRESETS[method]
-        method = preset.method
-        if sparsifier in ("", "none"):
-            sparsifier = preset.sparsifier
-    return METHODS[method], SPARSIFIERS.get(sparsifier)
+    method, chosen = resolve_preset(method, sparsifier)
+    return METHODS[method], SPARSIFIERS.get(chosen or "")
 
 
 def execute_merge(
@@ -122,9 +118,7 @@ def _sparsifier_name(method: str, asked: str, result: MergeResult) -> str:
     """The sparsifier that ran: the one asked for, a preset's, or the method's default."""
     if result.sparsifier is not None:
         return result.sparsifier.name
-    if method in PRESETS and asked in ("", "none"):
-        return PRESETS[method].sparsifier
-    return "none"
+    return resolve_preset(method, asked)[1] or "none"
 
 
 def forget_old_models(records: list[RunRecord], keep: int = KEEP_MERGED_MODELS) -> None:

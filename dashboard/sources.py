@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
+from dashboard.paths import inside_roots
 from tadrop.task_vectors import ModelFamily, load_family
 
 
@@ -23,6 +25,7 @@ class FamilySource:
     demo_zoo: str = ""  # the demo zoo's name ("text") when the family is the demo
     demo_size: str = ""  # "quick" or "full"
     zoo_dir: str = ""  # the demo zoo's folder (its evaluation data lives there)
+    data_roots: tuple[str, ...] = ()  # every file read must resolve under these (if any)
 
     @property
     def key(self) -> str:
@@ -41,6 +44,13 @@ def open_family(source: FamilySource) -> ModelFamily:
         if source.task_names
         else list(source.finetuned)
     )
+    if not source.data_roots:
+        return _load(source, finetuned)
+    with inside_roots([Path(root) for root in source.data_roots]):
+        return _load(source, finetuned)
+
+
+def _load(source: FamilySource, finetuned: dict[str, str] | list[str]) -> ModelFamily:
     return load_family(
         source.base,
         finetuned,

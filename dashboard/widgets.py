@@ -3,7 +3,6 @@ display, and inputs for a registry class's parameters."""
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +12,7 @@ import streamlit as st
 from dashboard import state
 from tadrop.merge.emr import SPARSIFY_MODES
 from tadrop.merge.ties import DIVISORS, ELECT_MODES, ZERO_SIGN_MODES
-from tadrop.registry import parameters_of
+from tadrop.registry import param_specs, parameters_of
 from tadrop.sparsify.base import RESCALE_MODES, SCOPES
 from tadrop.task_vectors import ModelFamily
 
@@ -126,31 +125,26 @@ def parameter_inputs(
     """One input per constructor parameter of a merge method or sparsifier, defaults preset
     (``defaults`` overrides the class's own, e.g. TADrop's a and b from the sliders)."""
     values: dict[str, Any] = {}
-    signature = inspect.signature(cls.__init__).parameters
+    specs = param_specs(cls)  # kinds from the constructor's annotations (tadrop.params)
     for name, default in {**parameters_of(cls), **(defaults or {})}.items():
-        if signature[name].kind in (
-            inspect.Parameter.VAR_POSITIONAL,
-            inspect.Parameter.VAR_KEYWORD,
-        ):
-            continue  # *args / **kwargs of a class without parameters of its own
         key = f"{key_prefix}_{cls.__name__}_{name}"
         label = name.replace("_", " ")
-        annotation = str(signature[name].annotation)
+        kind = specs[name].kind
         if name in PARAMETER_CHOICES:
             options = list(PARAMETER_CHOICES[name])
             index = options.index(default) if default in options else 0
             values[name] = container.selectbox(label, options, index=index, key=key)
-        elif isinstance(default, bool) or annotation == "bool":
+        elif kind == "bool":
             values[name] = container.checkbox(label, value=bool(default), key=key)
-        elif isinstance(default, int) or annotation == "int":
+        elif kind == "int":
             values[name] = int(
                 container.number_input(label, value=int(default or 0), step=1, key=key)
             )
-        elif isinstance(default, float) or annotation == "float":
+        elif kind == "float":
             values[name] = float(
                 container.number_input(label, value=float(default or 0.0), format="%.6g", key=key)
             )
-        elif default is None and "dict" in annotation:
+        elif kind == "weights":
             continue  # per-task weights: not set from the dashboard (all tasks weigh 1)
         else:
             values[name] = container.text_input(

@@ -6,6 +6,11 @@ import os
 # allocator faults 2 MiB at a time (an allocate-and-fill of 245 MB: 174 ms -> 14 ms here). Read
 # by torch once, when it is first imported: it only helps when tadrop is imported first (the CLI).
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+# OpenMP threads that wait at a barrier spin by default. On a shared machine the core they
+# spin on is the one the straggler needs: a TIES merge took 47 s with spinning threads vs 9 s
+# with sleeping ones while another job kept both cores busy (bench/RESULTS.md). Read by torch's
+# OpenMP runtime once, at start-up; a value the user set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from tadrop.version import __version__
 

@@ -7,11 +7,11 @@ Task Arithmetic over DARE-sparsified task vectors, ``della`` = TIES-style merge 
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any
 
 from tadrop.merge import EMR, TIES, MergeMethod, TaskArithmetic, WeightAveraging
+from tadrop.params import param_specs, parameters_of, validate_params
 from tadrop.sparsify import DARE, DELLA, Breadcrumbs, Magnitude, Sparsifier, TADrop
 
 METHODS: dict[str, type[MergeMethod]] = {
@@ -41,6 +41,17 @@ PRESETS: dict[str, Preset] = {
     "dare_linear": Preset("task_arithmetic", "dare"),
     "della": Preset("ties", "della"),
 }
+NO_SPARSIFIER = (None, "", "none")  # how a config, the CLI and the dashboard say "none"
+
+
+def resolve_preset(method: str, sparsifier: str | None = None) -> tuple[str, str | None]:
+    """(method, sparsifier or None) after a preset is applied: a preset names both, and a
+    sparsifier chosen explicitly replaces the preset's."""
+    chosen = None if sparsifier in NO_SPARSIFIER else sparsifier
+    preset = PRESETS.get(method)
+    if preset is None:
+        return method, chosen
+    return preset.method, chosen or preset.sparsifier
 
 
 def _lookup(kind: str, name: str, table: dict[str, Any]) -> Any:
@@ -52,20 +63,8 @@ def _lookup(kind: str, name: str, table: dict[str, Any]) -> Any:
         ) from None
 
 
-def parameters_of(cls: type) -> dict[str, Any]:
-    """Constructor parameters and their defaults (what a UI or config may set)."""
-    if cls.__init__ is object.__init__:
-        return {}
-    signature = inspect.signature(cls.__init__)
-    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-    return {
-        name: (None if parameter.default is inspect.Parameter.empty else parameter.default)
-        for name, parameter in signature.parameters.items()
-        if name != "self" and parameter.kind not in variadic
-    }
-
-
-def _construct(kind: str, cls: type, params: dict[str, Any]) -> Any:
+def construct(kind: str, cls: type, params: dict[str, Any]) -> Any:
+    """``cls(**params)``, validated; ValueError (ParameterError naming the key) when not."""
     allowed = parameters_of(cls)
     unknown = sorted(set(params) - set(allowed))
     if unknown:
@@ -73,14 +72,14 @@ def _construct(kind: str, cls: type, params: dict[str, Any]) -> Any:
             f"{kind} {cls.__name__} has no parameter(s) {unknown}; allowed: {sorted(allowed)}."
         )
     instance = cls(**params)
-    instance.validate()
+    validate_params(instance)
     return instance
 
 
 def build_sparsifier(name: str | None, params: dict[str, Any] | None = None) -> Sparsifier | None:
-    if name in (None, "", "none"):
+    if name in NO_SPARSIFIER:
         return None
-    return _construct("sparsifier", _lookup("sparsifier", name, SPARSIFIERS), dict(params or {}))
+    return construct("sparsifier", _lookup("sparsifier", name, SPARSIFIERS), dict(params or {}))
 
 
 def build_merge(
@@ -90,14 +89,9 @@ def build_merge(
     sparsifier_params: dict[str, Any] | None = None,
 ) -> tuple[MergeMethod, Sparsifier | None]:
     """A validated (method, sparsifier) pair from names and parameter dicts."""
-    if method in PRESETS:
-        preset = PRESETS[method]
-        method, sparsifier = (
-            preset.method,
-            sparsifier if sparsifier not in (None, "", "none") else preset.sparsifier,
-        )
+    method, sparsifier = resolve_preset(method, sparsifier)
     method_cls = _lookup("merge method", method, METHODS)
-    return _construct("merge method", method_cls, dict(method_params or {})), build_sparsifier(
+    return construct("merge method", method_cls, dict(method_params or {})), build_sparsifier(
         sparsifier, sparsifier_params
     )
 
@@ -108,3 +102,20 @@ def method_names() -> list[str]:
 
 def sparsifier_names() -> list[str]:
     return ["none", *SPARSIFIERS]
+
+
+__all__ = [
+    "METHODS",
+    "NO_SPARSIFIER",
+    "PRESETS",
+    "SPARSIFIERS",
+    "Preset",
+    "build_merge",
+    "build_sparsifier",
+    "construct",
+    "method_names",
+    "param_specs",
+    "parameters_of",
+    "resolve_preset",
+    "sparsifier_names",
+]

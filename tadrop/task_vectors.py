@@ -32,6 +32,7 @@ class ModelFamily:
     tensor_names: list[str]
     skipped: dict[str, str] = field(default_factory=dict)
     key_map: dict[str, dict[str, str]] = field(default_factory=dict)  # task -> base key -> key
+    notes: list[str] = field(default_factory=list)  # warnings a user should see (float dtypes)
 
     @property
     def task_names(self) -> list[str]:
@@ -61,11 +62,25 @@ class ModelFamily:
             "parameters": self.total_params,
             "dtypes": dtypes,
             "skipped": dict(self.skipped),
+            "notes": list(self.notes),
         }
 
     def close(self) -> None:
         for checkpoint in [self.base, *self.tasks.values()]:
             checkpoint.close()
+
+
+def task_name_problem(task: object) -> str | None:
+    """Why ``task`` cannot name a task (it becomes a folder name: EMR writes OUT/<task>/), or
+    None. A task name is one safe path component: not empty, not . or .., no / or \\."""
+    if not isinstance(task, str) or not task.strip():
+        return f"task name {task!r} is empty; name each task (e.g. sst2: path/to/model)"
+    if task in (".", "..") or any(char in task for char in "/\\\x00") or Path(task).is_absolute():
+        return (
+            f"task name {task!r} is not a safe folder name (it would write outside the output "
+            "folder); use one path component without / or \\, not . or .."
+        )
+    return None
 
 
 def _task_name_for(path: Path, used: set[str]) -> str:
@@ -140,27 +155,19 @@ def load_family(
     """
     if keys not in KEY_MODES:
         raise FamilyError(f"keys={keys!r} is not known; use one of {KEY_MODES}.")
-    base_checkpoint = base if isinstance(base, Checkpoint) else open_checkpoint(base)
     task_paths = _as_task_paths(finetuned)
     if not task_paths:
         raise FamilyError("No fine-tuned checkpoints given: pass at least one.")
-    include_re = _compile(include, "include")
-    exclude_re = _compile(exclude, "exclude")
+    for task in task_paths:
+        problem = task_name_problem(task)
+        if problem:
+            raise FamilyError(f"{problem}.")
+    base_checkpoint = base if isinstance(base, Checkpoint) else open_checkpoint(base)
+    selected, skipped = _select(base_checkpoint, include, exclude)
     tasks: dict[str, Checkpoint] = {}
     for task, path in task_paths.items():
         tasks[task] = open_checkpoint(path, base=base_checkpoint)
     base_keys = base_checkpoint.keys()
-    skipped: dict[str, str] = {}
-    selected = []
-    for name in base_keys:
-        if include_re is not None and not include_re.search(name):
-            skipped[name] = f"not matched by include {include!r}"
-        elif exclude_re is not None and exclude_re.search(name):
-            skipped[name] = f"matched by exclude {exclude!r}"
-        elif not base_checkpoint.dtype(name).is_floating_point:
-            skipped[name] = f"non-float tensor ({base_checkpoint.dtype(name)}), never merged"
-        else:
-            selected.append(name)
     key_map = {}
     kept = set(selected)
     for task, checkpoint in tasks.items():
@@ -193,7 +200,56 @@ def load_family(
         raise FamilyError(
             "No tensor is left to merge: check include/exclude and that the checkpoints belong to one model."
         )
-    return ModelFamily(base_checkpoint, tasks, tensor_names, skipped, key_map)
+    notes = _tensor_checks(base_checkpoint, tasks, key_map, tensor_names)
+    return ModelFamily(base_checkpoint, tasks, tensor_names, skipped, key_map, notes)
+
+
+def _tensor_checks(
+    base: Checkpoint, tasks: dict[str, Checkpoint], key_map: dict, names: list[str]
+) -> list[str]:
+    """FamilyError for a tensor that cannot be merged (empty; an integer fine-tuned tensor
+    against a float base, whose task vector would be nonsense); notes for float dtypes that
+    differ (bf16 vs fp32 merges fine in float32, but the user should know)."""
+    notes: dict[tuple[str, str], list[str]] = {}
+    for name in names:
+        base.check_not_empty(name)  # the file, the tensor and the exclude: that leaves it out
+        for task, checkpoint in tasks.items():
+            base_dtype, task_dtype = base.dtype(name), checkpoint.dtype(key_map[task][name])
+            if not task_dtype.is_floating_point:
+                raise FamilyError(
+                    f"Tensor {name!r} of task {task!r} ({checkpoint.source}) is {task_dtype}, "
+                    f"the base ({base.source}) is {base_dtype}: an integer tensor cannot give a "
+                    "task vector. Check that the checkpoint is the fine-tuned model, or exclude "
+                    "the tensor with exclude: REGEX (CLI: --exclude)."
+                )
+            if task_dtype != base_dtype:
+                notes.setdefault((str(task_dtype), str(base_dtype)), []).append(f"{task}:{name}")
+    return [
+        f"{len(where)} fine-tuned tensor(s) are {task_dtype.removeprefix('torch.')} where the "
+        f"base is {base_dtype.removeprefix('torch.')} (e.g. {_listing(where, 3)}); they are "
+        "merged in float32 and written in the output dtype"
+        for (task_dtype, base_dtype), where in notes.items()
+    ]
+
+
+def _select(
+    base: Checkpoint, include: str | None, exclude: str | None
+) -> tuple[list[str], dict[str, str]]:
+    """The base's float tensors that include/exclude keep, and why each other one is skipped."""
+    include_re = _compile(include, "include")
+    exclude_re = _compile(exclude, "exclude")
+    skipped: dict[str, str] = {}
+    selected = []
+    for name in base.keys():
+        if include_re is not None and not include_re.search(name):
+            skipped[name] = f"not matched by include {include!r}"
+        elif exclude_re is not None and exclude_re.search(name):
+            skipped[name] = f"matched by exclude {exclude!r}"
+        elif not base.dtype(name).is_floating_point:
+            skipped[name] = f"non-float tensor ({base.dtype(name)}), never merged"
+        else:
+            selected.append(name)
+    return selected, skipped
 
 
 def _compile(pattern: str | None, what: str) -> re.Pattern[str] | None:

@@ -104,7 +104,9 @@ def safetensors_bytes(header: dict) -> bytes:
 
 def test_an_upload_is_written_under_its_safe_name(tmp_path):
     data = safetensors_bytes({"__metadata__": {}})
-    saved = uploads.save_upload("my model.safetensors", data, tmp_path / "up", limit_bytes=1000)
+    saved = uploads.save_upload(
+        "my model.safetensors", data, tmp_path / "up", limit_bytes=1000, roots=[tmp_path]
+    )
     assert saved == tmp_path / "up" / "my_model.safetensors"
     assert saved.read_bytes() == data
     assert [path.name for path in (tmp_path / "up").iterdir()] == ["my_model.safetensors"]
@@ -115,15 +117,15 @@ def test_an_upload_is_written_under_its_safe_name(tmp_path):
     [
         ("model.bin", safetensors_bytes({}), "only .safetensors"),
         ("model.safetensors", safetensors_bytes({}) + b"x" * 100, "over the upload limit"),
-        ("model.safetensors", b"\x80\x03}q\x00.", "too short"),
-        ("model.safetensors", struct.pack("<Q", 10**9) + b"{}", "header length"),
-        ("model.safetensors", struct.pack("<Q", 4) + b"nope", "not a safetensors file"),
+        ("model.safetensors", b"\x80\x03}q\x00.", "too short to be a safetensors file"),
+        ("model.safetensors", struct.pack("<Q", 10**9) + b"{}", "header claims 1000000000"),
+        ("model.safetensors", struct.pack("<Q", 4) + b"nope", "not valid JSON"),
         ("model.safetensors", struct.pack("<Q", 2) + b"[]", "not a JSON object"),
     ],
 )
 def test_uploads_that_are_not_small_safetensors_files_are_refused(tmp_path, name, data, message):
     with pytest.raises(PathRefused, match=message):
-        uploads.save_upload(name, data, tmp_path, limit_bytes=64)
+        uploads.save_upload(name, data, tmp_path, limit_bytes=64, roots=[tmp_path])
     assert list(tmp_path.iterdir()) == []
 
 

@@ -39,7 +39,7 @@ else:
     if target is not None and st.button(
         "Write the merged checkpoint", type="primary", key="export_write"
     ):
-        with st.spinner(f"Writing {target}…"):
+        with st.spinner(f"Writing {target}…"), paths.inside_roots(roots):
             written = widgets.call_or_error(
                 lambda: record.result.save(target, overwrite=overwrite), what="Writing"
             )

@@ -110,6 +110,7 @@ def own_section() -> None:
         exclude=exclude,
         keys=keys,
         align_prefixes=align_prefixes,
+        data_roots=tuple(str(root) for root in roots),
     )
     if widgets.call_or_error(lambda: state.family(source), what="Loading") is not None:
         state.choose_source(source)
@@ -119,7 +120,7 @@ def own_section() -> None:
 def upload_section() -> None:
     server_limit = int(st.get_option("server.maxUploadSize")) * 2**20
     limit = min(paths.upload_limit_bytes(), server_limit)
-    folder = roots[0] / "uploads"
+    folder = roots[0] / uploads.UPLOAD_FOLDER
     with st.expander(f"Upload safetensors files (up to {limit / 2**20:.0f} MB each)"):
         files = st.file_uploader(
             "Files are saved under the data root in `uploads/`",
@@ -132,14 +133,17 @@ def upload_section() -> None:
             if uploaded.file_id not in saved_ids:
                 saved = widgets.call_or_error(
                     lambda file=uploaded: uploads.save_upload(
-                        file.name, file.getvalue(), folder, limit_bytes=limit
+                        file.name, file.getvalue(), folder, limit_bytes=limit, roots=roots
                     ),
                     what="Upload",
                 )
                 if saved is None:
                     continue
-                saved_ids[uploaded.file_id] = paths.display_path(saved, roots)
-            st.success(f"Saved `{saved_ids[uploaded.file_id]}`.")
+                message = f"Saved `{paths.display_path(saved, roots)}`."
+                if saved.name != paths.safe_file_name(uploaded.name, suffix=uploads.SUFFIX):
+                    message += " A file of that name was already there; it is kept as it was."
+                saved_ids[uploaded.file_id] = message
+            st.success(saved_ids[uploaded.file_id])
 
 
 if choice == "Demo zoo":

@@ -1,7 +1,8 @@
 """The ``tadrop`` command: parse arguments, validate inputs, call one library function.
 
 Exit codes: 0 success, 2 bad usage or config (found before any work starts), 1 failure while
-working, 130 interrupted (Ctrl-C; writers are atomic, so nothing half-written is left).
+working, 130 interrupted (Ctrl-C), 143 SIGTERM, 129 SIGHUP (writers are atomic, so nothing
+half-written is left).
 Messages go to stderr; ``--json`` prints one JSON object on stdout; ``--quiet`` prints nothing
 but errors. See docs/cli.md.
 """
@@ -11,11 +12,11 @@ from __future__ import annotations
 # THP_MEM_ALLOC_ENABLE is set by tadrop/__init__.py, always imported before this module.
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
 from tadrop.cli.output import (  # noqa: E402
-    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_RUNTIME,
     EXIT_USAGE,
@@ -180,8 +181,17 @@ def _dispatch(args: argparse.Namespace, console: Console) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``tadrop`` console script; returns the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Entry point of the ``tadrop`` console script; returns the exit code.
+
+    SIGTERM and SIGHUP are handled like Ctrl-C while it runs (exit 143 and 129, and every
+    writer's cleanup runs, so no temporary file is left)."""
+    from tadrop.io.signals import signals_as_interrupts
+
+    with signals_as_interrupts():
+        return _main(list(sys.argv[1:] if argv is None else argv))
+
+
+def _main(argv: list[str]) -> int:
     console = Console(quiet="-q" in argv or "--quiet" in argv, as_json="--json" in argv)
     try:
         args = build_parser().parse_args(argv)
@@ -196,13 +206,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         console.error(str(error))
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
+        from tadrop.io.signals import interrupt_exit_code
+
         console.error(
-            "interrupted; outputs are written atomically, so nothing half-written was left."
+            f"interrupted ({interrupt or 'Ctrl-C'}); outputs are written atomically, "
+            "so nothing half-written was left."
         )
-        return EXIT_INTERRUPTED
+        return interrupt_exit_code(interrupt)
     except (ValueError, RuntimeError, OSError) as error:
         console.error(str(error))
+        return EXIT_RUNTIME
+    except Exception as error:  # a bug: the traceback for a report, and still one JSON object
+        traceback.print_exc()
+        console.error(
+            f"internal error ({type(error).__name__}: {error}); please report it with the "
+            "traceback above."
+        )
         return EXIT_RUNTIME
 
 

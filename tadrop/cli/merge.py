@@ -19,6 +19,7 @@ import torch
 
 from tadrop.cli.output import Console, UsageError, checking_inputs, human_bytes
 from tadrop.config import RunConfig
+from tadrop.io.writer import check_not_over_inputs
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 
@@ -88,6 +89,14 @@ def output_dir(config: RunConfig, override: str | None) -> Path:
     return config.output.path
 
 
+def config_inputs(config: RunConfig) -> list[Path]:
+    """Every file a config reads: the config itself, the checkpoints, the evaluation data.
+    An output (even with --overwrite) may not replace, contain or sit inside any of them."""
+    inputs = [config.source, config.base, *(config.models or {}).values()]
+    inputs += list((config.eval.data or {}).values()) if config.eval else []
+    return [path for path in inputs if path is not None]
+
+
 def point_dir(out: Path, label: str) -> Path:
     """Folder of one sweep point: ``a=0.45,b=0.8`` -> ``OUT/a=0.45_b=0.8``."""
     return out / re.sub(r"[^A-Za-z0-9=._-]+", "_", label.replace(",", "_")) if label else out
@@ -103,12 +112,14 @@ def plan(config: RunConfig, family, out: Path | None) -> dict[str, Any]:
         "method_params": config.method_params,
         "sparsifier": sparsifier or ("magnitude (TIES default)" if method == "ties" else None),
         "sparsifier_params": config.sparsifier_params,
+        "sweep_size": config.sweep.size if config.sweep else 1,
         "sweep_points": [label for label, _, _ in config.grid() if label],
         "tasks": summary["tasks"],
         "tensors": summary["tensors"],
         "parameters": summary["parameters"],
         "dtypes": summary["dtypes"],
         "skipped": summary["skipped"],
+        "notes": summary["notes"],
         "output": str(out) if out else None,
         "output_dtype": config.output.dtype,
         "memory": {
@@ -133,9 +144,10 @@ def plan_text(report: dict[str, Any]) -> str:
     lines += [f"  skipped {name}: {reason}" for name, reason in list(skipped.items())[:10]]
     if len(skipped) > 10:
         lines.append(f"  ... and {len(skipped) - 10} more")
+    lines += [f"note:        {note}" for note in report["notes"]]
     if report["sweep_points"]:
         lines.append(
-            f"sweep:       {len(report['sweep_points'])} points: {'; '.join(report['sweep_points'])}"
+            f"sweep:       {report['sweep_size']} points: {'; '.join(report['sweep_points'])}"
         )
     lines += [
         f"output:      {report['output'] or '(none)'} (dtype {report['output_dtype']})",
@@ -180,11 +192,15 @@ def command_merge(args, console: Console) -> dict[str, Any]:
             else output_dir(config, args.output)
         )
         overwrite = args.overwrite or config.output.overwrite
+        if out is not None:
+            check_not_over_inputs(out, config_inputs(config))
         if out is not None and out.exists() and not overwrite and not args.dry_run:
             raise UsageError(
                 f"{out} already exists; pass --overwrite (or output.overwrite: true) to replace it."
             )
         family = open_family(config, console, build_demo=not args.dry_run)
+        if out is not None:
+            check_not_over_inputs(out, [family.base, *family.tasks.values()])
     report = plan(config, family, out)
     if args.dry_run:
         console.result({"dry_run": True, **report}, plan_text(report))

@@ -14,6 +14,8 @@ from tadrop.config.checks import semantic_problems
 from tadrop.config.schema import RunConfig
 from tadrop.config.yaml_source import ConfigError, KeyLines, Location, format_location, read_yaml
 
+MAX_PROBLEMS_SHOWN = 20  # a message lists at most this many problems, then counts the rest
+
 
 def load_config(path: str | os.PathLike[str]) -> RunConfig:
     """Read and validate a run config; ConfigError (file:line, key, allowed values) if invalid."""
@@ -76,7 +78,10 @@ def _format_problems(where: str, problems: list[tuple[Location, str]], lines: Ke
         formatted.append(f"{prefix}: {format_location(location)}: {message}.")
     if len(formatted) == 1:
         return formatted[0]
-    return f"{where}: {len(formatted)} problems:\n  " + "\n  ".join(formatted)
+    shown = formatted[:MAX_PROBLEMS_SHOWN]
+    if len(formatted) > len(shown):
+        shown.append(f"... and {len(formatted) - len(shown)} more")
+    return f"{where}: {len(formatted)} problems:\n  " + "\n  ".join(shown)
 
 
 def _dedupe(problems: list[tuple[Location, str]]) -> list[tuple[Location, str]]:

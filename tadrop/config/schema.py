@@ -12,19 +12,28 @@ and its default are listed in docs/cli.md.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ByteSize,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+)
 
 from tadrop.config.yaml_source import ConfigError
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
-_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
-_UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
+MAX_SWEEP_POINTS = 1000  # a sweep above this is refused unless its max_points: says more
+_BYTE_SIZE = TypeAdapter(ByteSize)
 
 
 def default_tadrop_home() -> Path:
@@ -70,16 +79,12 @@ OutputPath = Annotated[Path, BeforeValidator(lambda value, info: _resolve(value,
 
 def parse_size(value: int | str) -> int:
     """Bytes from an int or a string such as ``5GB`` or ``500MiB``."""
-    if isinstance(value, bool):
-        raise ValueError("expected a size such as 5GB or a number of bytes")
-    if isinstance(value, int):
-        number, unit = value, "b"
-    else:
-        match = _SIZE.match(str(value))
-        if not match:
-            raise ValueError(f"{value!r} is not a size; write e.g. 5GB, 500MB, 2GiB or bytes")
-        number, unit = float(match.group(1)), (match.group(2) or "B").lower()
-    size = int(number * _UNITS[unit])
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"expected a size such as 5GB or a number of bytes, got {value!r}")
+    try:
+        size = int(_BYTE_SIZE.validate_python(value))
+    except ValidationError:
+        raise ValueError(f"{value!r} is not a size; write e.g. 5GB, 500MB, 2GiB or bytes") from None
     if size <= 0:
         raise ValueError(f"size {value!r} must be positive")
     return size
@@ -132,6 +137,18 @@ class SweepConfig(_Section):
 
     method_params: dict[str, list[Any]] = Field(default_factory=dict)
     sparsifier_params: dict[str, list[Any]] = Field(default_factory=dict)
+    max_points: int | None = None  # raise the limit (MAX_SWEEP_POINTS) deliberately
+
+    @property
+    def size(self) -> int:
+        """The number of grid points, counted without enumerating them."""
+        return math.prod(
+            len(v) for v in [*self.method_params.values(), *self.sparsifier_params.values()]
+        )
+
+    @property
+    def limit(self) -> int:
+        return MAX_SWEEP_POINTS if self.max_points is None else self.max_points
 
 
 class RunConfig(_Section):
@@ -161,13 +178,9 @@ class RunConfig(_Section):
 
     def merge_spec(self) -> tuple[str, str | None]:
         """(method, sparsifier) after presets are applied."""
-        from tadrop import registry
+        from tadrop.registry import resolve_preset
 
-        chosen = None if self.sparsifier in (None, "none") else self.sparsifier
-        if self.method in registry.PRESETS:
-            preset = registry.PRESETS[self.method]
-            return preset.method, chosen or preset.sparsifier
-        return self.method, chosen
+        return resolve_preset(self.method, self.sparsifier)
 
     def grid(self) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
         """(label, method_params, sparsifier_params) for each sweep point (one without sweep)."""
@@ -215,5 +228,6 @@ __all__ = [
     "SweepConfig",
     "default_tadrop_home",
     "expand_path",
+    "MAX_SWEEP_POINTS",
     "parse_size",
 ]

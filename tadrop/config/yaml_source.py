@@ -58,12 +58,17 @@ class KeyLines:
         return self.lines.get(())
 
 
+MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: a run config is a page of text
+MAX_ALIASES = 100  # *references to &anchors
+MAX_DEPTH = 64  # nested mappings/lists (PyYAML's composer recurses per level)
+MAX_NODES = 10_000  # values after every alias is expanded (an alias bomb expands to billions)
+
+
 def read_yaml(path: Path) -> tuple[dict[str, Any], KeyLines]:
     """The top-level mapping of a YAML file and its key lines; ConfigError if unreadable."""
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file.")
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path)
     try:
+        _check_bounds(text, path)
         data = yaml.safe_load(text)
         root = yaml.compose(text)
     except yaml.YAMLError as error:
@@ -84,6 +89,66 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], KeyLines]:
             f"{path}:{line}: key {format_location(location)} is given twice; keep one."
         )
     return data, lines
+
+
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text, at most MAX_CONFIG_BYTES; ConfigError naming the file if not."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file.")
+    try:
+        with path.open("rb") as file:
+            raw = file.read(MAX_CONFIG_BYTES + 1)
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read ({error.strerror or error}).") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: larger than {MAX_CONFIG_BYTES:,} bytes; a run config is a short YAML file "
+            "(is this the right file?)."
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {error.start}); save the config as UTF-8."
+        ) from None
+
+
+def _check_bounds(text: str, path: Path) -> None:
+    """Refuse alias bombs, recursive aliases and deep nesting from the event stream, before
+    anything is built: each anchor's expanded size is counted, never expanded."""
+    sizes: dict[str, int] = {}  # anchor -> values it expands to
+    stack: list[list[Any]] = [[None, 0]]  # [anchor, values so far] per open collection
+    aliases = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_ALIASES:
+                raise ConfigError(f"{path}:{line}: more than {MAX_ALIASES} aliases (*name).")
+            if event.anchor in (anchor for anchor, _ in stack):
+                raise ConfigError(
+                    f"{path}:{line}: alias *{event.anchor} refers to a value that contains it "
+                    "(a recursive alias); write the value out."
+                )
+            stack[-1][1] += sizes.get(event.anchor, 1)
+        elif isinstance(event, yaml.ScalarEvent):
+            stack[-1][1] += 1
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+        elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            stack.append([event.anchor, 1])
+            if len(stack) - 1 > MAX_DEPTH:
+                raise ConfigError(f"{path}:{line}: nested deeper than {MAX_DEPTH} levels.")
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            anchor, size = stack.pop()
+            if anchor is not None:
+                sizes[anchor] = size
+            stack[-1][1] += size
+        if stack[0][1] + sum(size for _, size in stack[1:]) > MAX_NODES:
+            raise ConfigError(
+                f"{path}:{line}: expands to more than {MAX_NODES:,} values (aliases of aliases?); "
+                "a run config needs far fewer."
+            )
 
 
 def format_location(location: Sequence[str | int]) -> str:

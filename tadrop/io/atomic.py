@@ -2,18 +2,26 @@
 
 Everything is written under a temporary name beside the target (same filesystem, so the final
 `rename` is atomic), fsync'd, then renamed into place. On any exception, KeyboardInterrupt
-included, the temporary copy is removed and the target is left as it was.
+(and the SIGTERM/SIGHUP of `tadrop.io.signals`) included, the temporary copy is removed and the
+target is left as it was. An OSError about the output (disk full, read-only, no permission) is
+reported as a CheckpointError naming the target, not the internal temporary name.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tadrop.io.errors import CheckpointError
+from tadrop.io.stale import OWNER_FILE, STAGING_TAG, TRASH_TAG, clean_leftovers, write_owner
+
+# Errors that are about the output whatever file they name.
+_OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 
 def temp_sibling(path: Path, tag: str) -> Path:
@@ -49,16 +57,16 @@ def remove_path(path: Path) -> None:
 def write_file_atomically(path: Path | str, write: Callable[[Path], None]) -> Path:
     """Call `write(temp_path)` to create the file, then rename it to `path` (replacing it)."""
     path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
     temp_path = temp_sibling(path, "tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write(temp_path)
         fsync_path(temp_path)
         os.replace(temp_path, path)
-    except BaseException:
+        fsync_path(path.parent)
+    except BaseException as error:
         temp_path.unlink(missing_ok=True)
-        raise
-    fsync_path(path.parent)
+        _raise_about_output(error, path, temp_path)
     return path
 
 
@@ -84,11 +92,14 @@ def replace_dir(new_dir: Path, target: Path, *, overwrite: bool) -> None:
         return
     if not overwrite:
         raise exists_error(target)
-    trash = temp_sibling(target, "tadrop-old")
+    trash = temp_sibling(target, TRASH_TAG)
     os.rename(target, trash)
     try:
+        if trash.is_dir() and not trash.is_symlink():
+            write_owner(trash)  # so a run killed right now gets its old output back next time
         os.rename(new_dir, target)
     except BaseException:
+        (trash / OWNER_FILE).unlink(missing_ok=True)
         os.rename(trash, target)
         raise
     fsync_path(target.parent)
@@ -100,3 +111,57 @@ def exists_error(target: Path) -> CheckpointError:
         f"{target}: already exists. Pass overwrite=True (command line: --overwrite) to replace "
         "it, or choose another output folder."
     )
+
+
+@contextmanager
+def atomic_dir(target: Path | str, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a new, empty staging folder beside `target`; fill it, and on leaving the block it
+    is fsync'd and renamed to `target` in one step.
+
+    An existing `target` folder is refused unless `overwrite` (then replaced only once the new
+    one is complete, as `replace_dir`). On any exception, interrupts included, the staging
+    folder is removed and `target` is untouched. Stale staging folders of killed earlier runs
+    into `target` are removed first (see `tadrop.io.stale`).
+    """
+    target = Path(target).expanduser().absolute()
+    staging = temp_sibling(target, STAGING_TAG)
+    try:
+        clean_leftovers(target)
+        if target.exists() and not target.is_dir():
+            raise CheckpointError(f"{target}: is a file, not a folder; choose another output path.")
+        if target.exists() and not overwrite:
+            raise exists_error(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+        write_owner(staging)
+        yield staging
+        (staging / OWNER_FILE).unlink()
+        fsync_tree(staging)
+        replace_dir(staging, target, overwrite=overwrite)
+    except BaseException as error:
+        remove_path(staging)
+        _raise_about_output(error, target, staging)
+
+
+def _raise_about_output(error: BaseException, target: Path, temp: Path) -> None:
+    """Re-raise `error`; an OSError about the output (or its temporary copy) becomes a
+    CheckpointError naming `target`, not the temporary name."""
+    if isinstance(error, CheckpointError) and str(temp) in str(error):
+        # A nested write (one folder per EMR task) named its place inside our staging folder.
+        raise type(error)(str(error).replace(str(temp), str(target))) from error
+    if not isinstance(error, OSError):
+        raise error
+    named = [Path(name) for name in (error.filename, error.filename2) if name]
+    ours = any(p in (target, target.parent) or p.is_relative_to(temp) for p in named)
+    if error.errno not in _OUTPUT_ERRNOS and not ours:
+        raise error  # e.g. an input file that vanished while being read
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        advice = "free space on that disk (or raise the quota) or choose an output on another one"
+    elif error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        advice = "the folder is read-only or not yours; choose a writable output folder"
+    else:
+        advice = "check the output folder and try again"
+    raise CheckpointError(
+        f"{target}: could not write the output ({error.strerror or error}); {advice}. "
+        "Nothing was left half-written."
+    ) from error

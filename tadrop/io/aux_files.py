@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from tadrop.io.atomic import fsync_path, fsync_tree
+from tadrop.io.confine import check_readable
 
 AUX_FILE_NAMES = (
     "config.json",
@@ -42,9 +43,11 @@ def aux_files(folder: Path) -> list[Path]:
 
 def module_dirs(folder: Path) -> list[Path]:
     """Sub-folders a sentence-transformers `modules.json` refers to (1_Pooling, 2_Normalize, ...)."""
+    if (folder / "modules.json").is_file():
+        check_readable(folder / "modules.json", "config file")
     try:
         modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # no usable modules.json: no module folders
         return []
     found = []
     for module in modules if isinstance(modules, list) else []:
@@ -64,6 +67,9 @@ def copy_aux_files(source_dir: Path, dest_dir: Path) -> list[str]:
     except inside sentence-transformers module folders (a Dense module keeps its own weights).
     """
     copied = []
+    module_files = [path for sub_dir in module_dirs(source_dir) for path in sub_dir.rglob("*")]
+    for path in [*aux_files(source_dir), *module_files]:
+        check_readable(path, "config or tokenizer file")  # before anything is copied
     for path in aux_files(source_dir):
         shutil.copy2(path, dest_dir / path.name)
         copied.append(path.name)

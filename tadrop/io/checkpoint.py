@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from tadrop.io.errors import CheckpointError
+from tadrop.io.errors import CheckpointError, check_not_empty
 from tadrop.io.tensor_files import TensorFile
 
 
@@ -45,6 +45,14 @@ class Checkpoint(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release file handles and memory maps; later reads raise CheckpointError."""
+
+    def location(self, name: str) -> Path:
+        """The file tensor `name` is read from (the checkpoint's source if not one file)."""
+        return self.source
+
+    def check_not_empty(self, name: str) -> None:
+        """CheckpointError naming the file and tensor if tensor `name` has no elements."""
+        check_not_empty(name, self.shape(name), self.location(name))
 
     def nbytes(self, name: str) -> int:
         return math.prod(self.shape(name)) * self.dtype(name).itemsize
@@ -125,6 +133,8 @@ class FileCheckpoint(Checkpoint):
     def file_of(self, name: str) -> Path:
         """The file tensor `name` is stored in."""
         return self._file(name).path
+
+    location = file_of
 
     @property
     def files(self) -> list[Path]:

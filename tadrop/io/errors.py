@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 
 import torch
@@ -22,3 +24,18 @@ def check_finite(name: str, tensor: torch.Tensor, source: str | Path) -> None:
             "The checkpoint is damaged or the fine-tuning diverged; re-export or retrain it, "
             "or exclude this tensor."
         )
+
+
+def empty_tensor_error(name: str, shape: tuple[int, ...], source: str | Path) -> CheckpointError:
+    """The message for a tensor with no elements (shape with a 0), naming file and tensor."""
+    return CheckpointError(
+        f"{source}: tensor {name!r} has shape {tuple(shape)}, no elements, so there is nothing "
+        f"to merge or measure in it. Leave it out (exclude: '^{re.escape(name)}$' in the config, "
+        "or --exclude on the command line) or re-export the checkpoint if it should hold values."
+    )
+
+
+def check_not_empty(name: str, shape: tuple[int, ...], source: str | Path) -> None:
+    """Raise `empty_tensor_error` if `shape` has no elements (0-d tensors hold one and pass)."""
+    if math.prod(shape) == 0:
+        raise empty_tensor_error(name, shape, source)

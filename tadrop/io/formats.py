@@ -13,7 +13,6 @@ A file path may be a .safetensors file, a .bin/.pt/.pth torch file or a *.index.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable
@@ -22,7 +21,9 @@ from pathlib import Path
 from tadrop.io.aux_files import aux_files
 from tadrop.io.checkpoint import Checkpoint, FileCheckpoint
 from tadrop.io.errors import CheckpointError
+from tadrop.io.json_files import read_json_file
 from tadrop.io.lora import LoraCheckpoint
+from tadrop.io.lora_config import read_adapter_config
 from tadrop.io.tensor_files import SafetensorsFile, TensorFile, TorchFile
 
 TORCH_SUFFIXES = (".bin", ".pt", ".pth")
@@ -84,12 +85,7 @@ def _open_shards(
 
 def _read_index(index_path: Path) -> tuple[dict[str, str], dict[str, str]]:
     """The weight map (tensor -> shard file name) and metadata of a *.index.json."""
-    try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
-        raise CheckpointError(
-            f"{index_path}: not valid JSON ({err}); download or export the index again."
-        ) from None
+    index = read_json_file(index_path, "shard index", "download or export the index again")
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(
         isinstance(key, str) and isinstance(shard, str) for key, shard in weight_map.items()
@@ -150,13 +146,9 @@ def _open_unindexed_shards(folder: Path, shard_paths: list[Path]) -> FileCheckpo
 
 
 def _open_adapter(folder: Path, base: Checkpoint | None) -> LoraCheckpoint:
-    config_path = folder / "adapter_config.json"
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
-        raise CheckpointError(f"{config_path}: not valid JSON ({err}).") from None
+    config = read_adapter_config(folder / "adapter_config.json")
     if base is None:
-        base_name = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+        base_name = config.base_model_name_or_path
         raise CheckpointError(
             f"{folder}: is a PEFT adapter; open its base model too and pass it: "
             f"open_checkpoint(adapter, base=open_checkpoint(base_path)) "
@@ -169,7 +161,7 @@ def _open_adapter(folder: Path, base: Checkpoint | None) -> LoraCheckpoint:
     else:
         raise _nothing_recognised(folder, "adapter_model.safetensors or adapter_model.bin")
     try:
-        return LoraCheckpoint(folder, adapter, config if isinstance(config, dict) else {}, base)
+        return LoraCheckpoint(folder, adapter, config.model_dump(), base)
     except BaseException:
         adapter.close()
         raise

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import struct
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,38 +69,53 @@ class SafetensorsHeader:
 
 
 def _reject_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    keys = [key for key, _ in pairs]
-    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    counts = Counter(key for key, _ in pairs)
+    duplicates = sorted(key for key, count in counts.items() if count > 1)
     if duplicates:
         raise ValueError(f"duplicate keys {duplicates}")
     return dict(pairs)
 
 
-def _damaged(path: Path, problem: str) -> CheckpointError:
+def _damaged(path: str | Path, problem: str) -> CheckpointError:
     return CheckpointError(
         f"{path}: not a valid safetensors file: {problem}. The file is truncated or corrupt "
         "(an interrupted download or copy?); download or export it again."
     )
 
 
-def _parse_entry(path: Path, name: str, raw: object, data_size: int) -> TensorEntry:
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short(value: object, limit: int = 120) -> str:
+    """repr for a message, cut short: a damaged header can hold anything."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _parse_entry(path: str | Path, name: str, raw: object, data_size: int) -> TensorEntry:
     if not isinstance(raw, dict) or not {"dtype", "shape", "data_offsets"} <= raw.keys():
-        raise _damaged(path, f"header entry for tensor {name!r} lacks dtype/shape/data_offsets")
+        raise _damaged(
+            path, f"header entry for tensor {_short(name)} lacks dtype/shape/data_offsets"
+        )
     code, shape, offsets = raw["dtype"], raw["shape"], raw["data_offsets"]
-    if code not in DTYPES:
+    if not isinstance(code, str) or code not in DTYPES:
         raise CheckpointError(
-            f"{path}: tensor {name!r} has dtype {code!r}, which this torch build cannot hold "
+            f"{path}: tensor {_short(name)} has dtype {_short(code)}, which this torch build cannot hold "
             f"(known: {', '.join(DTYPES)}); convert the checkpoint to a supported dtype."
         )
-    dims_ok = isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)
+    dims_ok = isinstance(shape, list) and all(_is_int(d) and d >= 0 for d in shape)
     offsets_ok = (
         isinstance(offsets, list)
         and len(offsets) == 2
-        and all(isinstance(o, int) for o in offsets)
+        and all(_is_int(o) for o in offsets)
         and 0 <= offsets[0] <= offsets[1]
     )
     if not (dims_ok and offsets_ok):
-        raise _damaged(path, f"tensor {name!r} has shape {shape!r} / data_offsets {offsets!r}")
+        raise _damaged(
+            path,
+            f"tensor {_short(name)} has shape {_short(shape)} / data_offsets {_short(offsets)}",
+        )
     begin, end = offsets
     dtype = DTYPES[code]
     if end - begin != math.prod(shape) * dtype.itemsize:
@@ -122,20 +138,40 @@ def read_header(path: Path) -> SafetensorsHeader:
     file_size = path.stat().st_size
     with open(path, "rb") as stream:
         prefix = stream.read(8)
-        if len(prefix) < 8:
-            raise _damaged(path, f"it is only {file_size} bytes long")
-        (header_size,) = struct.unpack("<Q", prefix)
-        if header_size > file_size - 8:
-            raise _damaged(
-                path, f"the header claims {header_size} bytes but only {file_size - 8} follow"
-            )
-        if header_size > MAX_HEADER_BYTES:
-            raise _damaged(path, f"the header claims {header_size} bytes (limit 100 MB)")
-        header_bytes = stream.read(header_size)
+        header_size = _header_size(path, prefix, file_size)
+        return _parse_header(path, stream.read(header_size), file_size)
+
+
+def header_of_bytes(name: str | Path, data: bytes) -> SafetensorsHeader:
+    """`read_header` for a whole file held in memory (an upload); `name` is used in messages."""
+    header_size = _header_size(name, data[:8], len(data))
+    return _parse_header(name, data[8 : 8 + header_size], len(data))
+
+
+def _header_size(path: str | Path, prefix: bytes, file_size: int) -> int:
+    """The header length the first 8 bytes declare, checked against the file size and limit."""
+    if len(prefix) < 8:
+        raise CheckpointError(
+            f"{path}: too short to be a safetensors file (only {file_size} bytes). It is "
+            "truncated or not a safetensors file; download or export it again."
+        )
+    (header_size,) = struct.unpack("<Q", prefix)
+    if header_size > file_size - 8:
+        raise _damaged(
+            path, f"the header claims {header_size} bytes but only {file_size - 8} follow"
+        )
+    if header_size > MAX_HEADER_BYTES:
+        raise _damaged(path, f"the header claims {header_size} bytes (limit 100 MB)")
+    return header_size
+
+
+def _parse_header(path: str | Path, header_bytes: bytes, file_size: int) -> SafetensorsHeader:
     try:
         header = json.loads(header_bytes, object_pairs_hook=_reject_duplicate_keys)
     except (UnicodeDecodeError, ValueError) as err:
         raise _damaged(path, f"the header is not valid JSON ({err})") from None
+    except RecursionError:
+        raise _damaged(path, "the header is JSON nested too deeply") from None
     if not isinstance(header, dict):
         raise _damaged(path, "the header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
@@ -143,9 +179,9 @@ def read_header(path: Path) -> SafetensorsHeader:
         isinstance(key, str) and isinstance(value, str) for key, value in metadata.items()
     ):
         raise _damaged(path, "__metadata__ is not a mapping of strings to strings")
-    data_size = file_size - 8 - header_size
+    data_size = file_size - 8 - len(header_bytes)
     entries = {name: _parse_entry(path, name, raw, data_size) for name, raw in header.items()}
-    return SafetensorsHeader(entries=entries, metadata=metadata, data_start=8 + header_size)
+    return SafetensorsHeader(entries=entries, metadata=metadata, data_start=8 + len(header_bytes))
 
 
 def _header_bytes(

@@ -5,8 +5,11 @@ A checkpoint is one or more of these files (shards); `checkpoint.py` puts them t
 
 from __future__ import annotations
 
+import contextlib
 import pickle
+import pickletools
 import re
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +18,7 @@ from typing import Protocol
 import torch
 from safetensors import safe_open
 
+from tadrop.io.confine import check_readable
 from tadrop.io.errors import CheckpointError
 from tadrop.io.safetensors_format import read_header
 
@@ -37,6 +41,7 @@ class SafetensorsFile:
     """A safetensors file: shapes and dtypes from its header, tensors read one at a time."""
 
     def __init__(self, path: Path) -> None:
+        check_readable(path, "weights file")
         self.path = path
         header = read_header(path)
         self._entries = header.entries
@@ -76,28 +81,71 @@ class SafetensorsFile:
 
 def _non_tensor_objects_error(path: Path, refused: str) -> CheckpointError:
     return CheckpointError(
-        f"{path}: the file contains non-tensor Python objects ({refused}) that "
-        "torch.load(weights_only=True) refuses to unpickle, because unpickling "
-        "them can run arbitrary code. If you trust the file, convert it once to safetensors:\n"
+        f"{path}: refused for safety: besides tensors the file holds code or non-tensor Python "
+        f"objects ({refused}), and loading those could run arbitrary code. tadrop loads only tensors "
+        "(torch.load(weights_only=True)). If you trust the file, convert it once, in a trusted "
+        "environment, to safetensors and pass that file instead:\n"
         "  import torch; from safetensors.torch import save_file\n"
-        f"  sd = torch.load({str(path)!r}, map_location='cpu', weights_only=False)\n"
-        "  sd = sd.state_dict() if hasattr(sd, 'state_dict') else sd.get('state_dict', sd)\n"
-        "  save_file({k: v.contiguous() for k, v in sd.items()}, 'model.safetensors')\n"
-        "and pass the .safetensors file instead."
+        f"  save_file({{k: v.contiguous() for k, v in torch.load({str(path)!r}, "
+        "weights_only=False).items()}, 'model.safetensors')\n"
+        "(for a training checkpoint, take its 'state_dict' entry, or model.state_dict(), first)."
     )
+
+
+# "Unsupported global: GLOBAL m.f" (torch <= 2.5), "unsupported GLOBAL m.f whose module ..." (2.6+)
+_REFUSED_GLOBAL = re.compile(r"unsupported global:? (?:GLOBAL )?([\w.]+)", re.IGNORECASE)
+_TORCH_GLOBALS = ("torch.", "collections.OrderedDict")  # what a plain state dict imports
+_STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"}
+
+
+def _pickle_globals(path: Path) -> list[str]:
+    """The `module.name`s the file's pickles import, read with pickletools (nothing is run)."""
+    found: list[str] = []
+    try:
+        with contextlib.ExitStack() as stack:
+            if zipfile.is_zipfile(path):
+                archive = stack.enter_context(zipfile.ZipFile(path))
+                member = next(n for n in archive.namelist() if n.endswith("data.pkl"))
+                stream = stack.enter_context(archive.open(member))
+            else:
+                stream = stack.enter_context(open(path, "rb"))
+            for _ in range(5):  # the legacy format is a few pickles in a row
+                strings: list[str] = []
+                for opcode, arg, _ in pickletools.genops(stream):
+                    if opcode.name == "GLOBAL":
+                        found.append(str(arg).replace(" ", "."))
+                    elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                        found.append(".".join(strings[-2:]))
+                    elif opcode.name in _STRING_OPS:
+                        strings.append(str(arg))
+    except Exception:  # noqa: BLE001 - a damaged pickle: report what was found up to there
+        pass
+    return found
+
+
+def _unpickling_refused(path: Path, error: Exception) -> CheckpointError | None:
+    """The safety refusal of a pickle that imports code, or None if the file is just damaged."""
+    named = _REFUSED_GLOBAL.search(str(error))
+    if named:
+        return _non_tensor_objects_error(path, named[1])
+    unsafe = [name for name in _pickle_globals(path) if not name.startswith(_TORCH_GLOBALS)]
+    if unsafe:
+        return _non_tensor_objects_error(path, ", ".join(dict.fromkeys(unsafe)))
+    return None
 
 
 def _load_pickle(path: Path) -> object:
     # mmap only works for the zip format torch.save has used since 1.6; older files load whole.
     use_mmap = zipfile.is_zipfile(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=use_mmap)
+        with warnings.catch_warnings():  # our message below replaces torch's protocol warning
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=use_mmap)
     except pickle.UnpicklingError as err:
-        # weights_only names the first class or function it would have had to import.
-        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
-        if refused:
-            raise _non_tensor_objects_error(path, refused[1]) from None
-        problem = err
+        refused = _unpickling_refused(path, err)
+        if refused is not None:
+            raise refused from None
+        problem: Exception = err
     except Exception as err:  # torch raises RuntimeError, EOFError, KeyError, ... on bad files
         problem = err
     raise CheckpointError(
@@ -147,6 +195,7 @@ class TorchFile:
     """A torch.save'd state dict, memory-mapped when the file format allows it."""
 
     def __init__(self, path: Path) -> None:
+        check_readable(path, "weights file")
         self.path = path
         self.metadata: dict[str, str] = {}
         loaded = _unwrap(_load_pickle(path))

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from tadrop.io.atomic import (
-    exists_error,
-    fsync_path,
-    replace_dir,
-    temp_sibling,
-    write_file_atomically,
-)
+from tadrop.io.atomic import atomic_dir, write_file_atomically
 from tadrop.io.aux_files import copy_aux_files
 from tadrop.io.errors import CheckpointError
 from tadrop.io.safetensors_format import write_safetensors_file
@@ -72,16 +66,68 @@ def check_not_over_inputs(
             )
 
 
-def _prepared(name: object, tensor: object, dtype: torch.dtype | None) -> torch.Tensor:
+@dataclass(frozen=True)
+class _WriteGuard:
+    """How tensors are checked and cast on their way to `where` (the output, for messages)."""
+
+    where: str
+    dtype: torch.dtype | None = None
+    context: str | None = None  # the parameters that produced the tensors, for messages
+    finite_only: bool = True
+
+
+def _prepared(name: object, tensor: object, guard: _WriteGuard) -> torch.Tensor:
+    """The tensor as it will be stored: checked, cast to `guard.dtype` if floating, on CPU."""
     if not isinstance(name, str) or not name or name == "__metadata__":
         raise CheckpointError(f"tensor name {name!r} is not allowed; use a non-empty string.")
     if not isinstance(tensor, torch.Tensor):
         raise CheckpointError(f"{name!r}: got a {type(tensor).__name__}, expected a tensor.")
     if tensor.layout != torch.strided:
         raise CheckpointError(f"{name!r}: layout {tensor.layout}; convert with .to_dense().")
-    if dtype is not None and tensor.is_floating_point():
-        tensor = tensor.to(dtype)
+    n_bad = _count_nonfinite(tensor)
+    if n_bad and guard.finite_only:
+        raise _nonfinite_error(name, tensor, n_bad, guard)
+    dtype = guard.dtype
+    if dtype is not None and tensor.is_floating_point() and tensor.dtype != dtype:
+        cast = tensor.to(dtype)
+        if _count_nonfinite(cast) > n_bad:
+            raise _range_error(name, tensor, dtype, guard)
+        tensor = cast
     return tensor.detach().cpu().contiguous()
+
+
+def _made_by(guard: _WriteGuard) -> str:
+    return f" It was made by: {guard.context}." if guard.context else ""
+
+
+def _nonfinite_error(
+    name: str, tensor: torch.Tensor, n_bad: int, guard: _WriteGuard
+) -> CheckpointError:
+    narrow = tensor.dtype in (torch.float16, torch.bfloat16)
+    range_hint = f" ({tensor.dtype} turns values beyond its range into Inf: write float32)"
+    return CheckpointError(
+        f"{guard.where}: tensor {name!r} has {n_bad} NaN/Inf value(s) out of {tensor.numel()}; "
+        f"refusing to write a broken model.{_made_by(guard)} Check the parameters (scaling, "
+        "weights, epsilon) for NaN, Inf or extreme values, and the inputs for NaN/Inf"
+        f"{range_hint if narrow else ''} (pass finite_only=False to write it anyway)."
+    )
+
+
+def _range_error(
+    name: str, tensor: torch.Tensor, dtype: torch.dtype, guard: _WriteGuard
+) -> CheckpointError:
+    largest = float(tensor[torch.isfinite(tensor)].abs().max())
+    return CheckpointError(
+        f"{guard.where}: tensor {name!r} holds values up to {largest:.4g} in magnitude, beyond "
+        f"the range of {dtype} (largest {torch.finfo(dtype).max:.4g}); they would be written as "
+        f"Inf.{_made_by(guard)} Write in float32 (output dtype float32) or reduce the scaling."
+    )
+
+
+def _count_nonfinite(tensor: torch.Tensor) -> int:
+    if not (tensor.is_floating_point() or tensor.is_complex()):
+        return 0
+    return tensor.numel() - int(torch.count_nonzero(torch.isfinite(tensor)))
 
 
 def _shard_names(count: int) -> list[str]:
@@ -94,7 +140,7 @@ def _write_shards(
     folder: Path,
     max_shard_bytes: int,
     metadata: dict[str, str],
-    dtype: torch.dtype | None,
+    guard: _WriteGuard,
 ) -> None:
     """Stream `tensors` into shards of at most `max_shard_bytes` (one bigger tensor: its own)."""
     shard_paths: list[Path] = []
@@ -113,7 +159,7 @@ def _write_shards(
         pending, pending_bytes = [], 0
 
     for name, tensor in tensors:
-        tensor = _prepared(name, tensor, dtype)
+        tensor = _prepared(name, tensor, guard)
         if name in seen:
             raise CheckpointError(f"tensor {name!r} was given twice; names must be unique.")
         seen.add(name)
@@ -153,6 +199,8 @@ def write_checkpoint(
     overwrite: bool = False,
     dtype: torch.dtype | None = None,
     allow_inside_inputs: bool = False,
+    context: str | None = None,
+    finite_only: bool = True,
 ) -> Path:
     """Write `(name, tensor)` pairs as a Hugging Face style safetensors folder at `out_dir`.
 
@@ -161,6 +209,10 @@ def write_checkpoint(
     tokenizer files are copied from `aux_dir`. `input_paths` (paths or Checkpoints) are
     recorded in the metadata and protected: `out_dir` may not be, contain or lie inside one.
     Nothing at `out_dir` changes unless the whole folder was written.
+
+    A floating tensor holding NaN/Inf is refused (unless `finite_only=False`), and so is one
+    whose values `dtype` cannot hold; `context` (e.g. "ties, scaling=nan") is quoted in those
+    messages to say what produced the tensor.
     """
     out_dir = Path(out_dir).expanduser().absolute()
     input_paths = list(input_paths)
@@ -169,23 +221,12 @@ def write_checkpoint(
             f"max_shard_bytes must be a positive integer, got {max_shard_bytes!r}"
         )
     check_not_over_inputs(out_dir, input_paths, allow_inside_inputs=allow_inside_inputs)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CheckpointError(f"{out_dir}: is a file, not a folder; choose another output path.")
-    if out_dir.exists() and not overwrite:
-        raise exists_error(out_dir)
     file_metadata = provenance_metadata(metadata, [_input_path(p) for p in input_paths])
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    temp_dir = temp_sibling(out_dir, "tadrop-tmp")
-    temp_dir.mkdir()
-    try:
-        _write_shards(tensors, temp_dir, max_shard_bytes, file_metadata, dtype)
+    guard = _WriteGuard(str(out_dir), dtype, context, finite_only)
+    with atomic_dir(out_dir, overwrite=overwrite) as staging:
+        _write_shards(tensors, staging, max_shard_bytes, file_metadata, guard)
         if aux_dir is not None:
-            copy_aux_files(Path(aux_dir).expanduser(), temp_dir)
-        fsync_path(temp_dir)
-        replace_dir(temp_dir, out_dir, overwrite=overwrite)
-    except BaseException:
-        shutil.rmtree(temp_dir, ignore_errors=True)
-        raise
+            copy_aux_files(Path(aux_dir).expanduser(), staging)
     return out_dir
 
 
@@ -196,7 +237,8 @@ def save_state_dict(
     metadata: Mapping[str, object] | None = None,
 ) -> Path:
     """Write `state_dict` to one safetensors file at `path` atomically (replacing it if present)."""
-    prepared = [(name, _prepared(name, tensor, None)) for name, tensor in state_dict.items()]
+    guard = _WriteGuard(str(path))
+    prepared = [(name, _prepared(name, tensor, guard)) for name, tensor in state_dict.items()]
     file_metadata = provenance_metadata(metadata)
     return write_file_atomically(
         path, lambda temp_path: write_safetensors_file(temp_path, prepared, file_metadata)

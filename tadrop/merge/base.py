@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 import numpy as np
 import torch
 
+from tadrop.params import describe, get_params, validate_params
 from tadrop.sparsify.base import Sparsifier
 
 if TYPE_CHECKING:
@@ -52,7 +53,8 @@ class MergeMethod:
     default_sparsifier: ClassVar[Callable[[], Sparsifier] | None] = None
 
     def validate(self) -> None:
-        """Raise ValueError naming the parameter and its allowed range."""
+        """Raise ValueError naming the parameter and its allowed range (rules that tie
+        parameters together; each parameter's own type and range come from its spec)."""
 
     def uses_sparse_values(self) -> bool:
         """False when merge_tensor reads only the sparsifier's keep-masks (then the walk skips
@@ -66,11 +68,11 @@ class MergeMethod:
         return MergeResult(self.name, self.get_params(), sparsifier, family)
 
     def get_params(self) -> dict[str, object]:
-        return {key: value for key, value in vars(self).items() if not key.startswith("_")}
+        """The constructor's parameters, as set: ``type(m)(**m.get_params())`` rebuilds ``m``."""
+        return get_params(self)
 
     def __repr__(self) -> str:
-        params = ", ".join(f"{key}={value!r}" for key, value in self.get_params().items())
-        return f"{type(self).__name__}({params})"
+        return describe(self)
 
 
 @dataclass
@@ -115,6 +117,18 @@ class MergeResult:
                 state[name] = output_tensor(self.family.base.get(name), dtype)
         return state
 
+    @property
+    def context(self) -> str:
+        """The parameters that produced the merge, for messages (the writer's guard quotes
+        it): ``method ties(scaling=1.0, ...), sparsifier magnitude(density=0.2, ...)``."""
+
+        def named(name: str, params: dict[str, object]) -> str:
+            return f"{name}({', '.join(f'{key}={value!r}' for key, value in params.items())})"
+
+        sparsifier = self.sparsifier
+        used = "none" if sparsifier is None else named(sparsifier.name, sparsifier.get_params())
+        return f"method {named(self.method, self.params)}, sparsifier {used}"
+
     def describe(self) -> dict[str, object]:
         """Provenance strings for the written checkpoint's metadata."""
         return {
@@ -141,9 +155,10 @@ def output_tensor(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tens
 def count_kept(keep_masks: torch.Tensor) -> list[int]:
     """True entries of each task's mask in a (K, *shape) stack (numpy's count on a CPU is 20x
     faster than torch's count over a bool dimension)."""
+    per_task = keep_masks.reshape(len(keep_masks), -1)  # (K, n); a 0-d tensor's stack is (K,)
     if keep_masks.is_cuda:
-        return torch.count_nonzero(keep_masks.flatten(1), dim=1).tolist()
-    return [int(np.count_nonzero(mask.numpy())) for mask in keep_masks.flatten(1)]
+        return torch.count_nonzero(per_task, dim=1).tolist()
+    return [int(np.count_nonzero(mask.numpy())) for mask in per_task]
 
 
 def sparsify_tensor(
@@ -185,7 +200,7 @@ def iter_sparsified(
     from tadrop.task_vectors import iter_task_vectors
 
     if sparsifier is not None:
-        sparsifier.validate()
+        validate_params(sparsifier)
         if sparsifier.needs_fit:
             sparsifier.fit(family, device=device)
     total = len(family.tensor_names)
@@ -198,7 +213,7 @@ def iter_sparsified(
 
 
 def _prepare(method: MergeMethod, sparsifier: Sparsifier | None) -> Sparsifier | None:
-    method.validate()
+    validate_params(method)
     if sparsifier is None and method.default_sparsifier is not None:
         return method.default_sparsifier()
     return sparsifier
@@ -227,7 +242,27 @@ def iter_merged(
             kept = count_kept(tensor.keep_masks)
             for task, count in zip(family.task_names, kept, strict=True):
                 result.kept[task] = result.kept.get(task, 0) + int(count)
-        yield tensor, method.merge_tensor(tensor)
+        merged = method.merge_tensor(tensor)
+        check_merged_finite(tensor.name, merged, result.context)
+        yield tensor, merged
+
+
+class NonFiniteMergeError(ValueError):
+    """A merged tensor holds NaN or Inf; nothing is written (the last guard before the writer)."""
+
+
+def check_merged_finite(name: str, merged: object, context: str) -> None:
+    """NonFiniteMergeError naming the tensor and the parameters when the merge made NaN/Inf
+    (finite inputs and finite parameters can still overflow float32)."""
+    delta = merged[0] if isinstance(merged, tuple) else merged  # EMR: the unified vector
+    if not isinstance(delta, torch.Tensor) or bool(torch.isfinite(delta.sum())):
+        return  # a finite sum rules out NaN and Inf in one pass
+    if bool(torch.isfinite(delta).all()):
+        return  # only the sum overflowed
+    raise NonFiniteMergeError(
+        f"The merged tensor {name!r} holds NaN or Inf values ({context}); "
+        "nothing was written. Check the parameters (a scaling or weight too large?) and the inputs."
+    )
 
 
 def run_merge(

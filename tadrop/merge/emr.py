@@ -68,7 +68,7 @@ class EMRResult(MergeResult):
         numel = unified.numel()
         # mean|tau_k| and mean|M_k * tau_uni|: float32 pairwise sums (relative error ~1e-7) of
         # one |.| temporary each, instead of float64 conversions of whole tensors.
-        task_abs_sums = source.abs().flatten(1).sum(dim=1).tolist()
+        task_abs_sums = source.abs().reshape(len(source), -1).sum(dim=1).tolist()  # 0-d: (K,)
         unified_abs = unified.abs().flatten()
         masked = torch.empty_like(unified_abs)
         for index in range(masks.shape[0]):

@@ -64,6 +64,7 @@ def save_result(
         max_shard_bytes=max_shard_bytes,
         input_paths=_input_paths(result),
         overwrite=overwrite,
+        context=result.context,
     )
     if not isinstance(result, EMRResult):
         tensors = ((name, tensor) for name, tensor in result.model_for(dtype=dtype).items())
@@ -141,5 +142,6 @@ def merge_to_folder(
         metadata=_provenance(result),
         input_paths=_input_paths(result),
         overwrite=overwrite,
+        context=result.context,
     )
     return path, result

@@ -19,10 +19,6 @@ class TaskArithmetic(MergeMethod):
         self.scaling = scaling
         self.weights = weights
 
-    def validate(self) -> None:
-        if not isinstance(self.scaling, (int, float)) or self.scaling != self.scaling:
-            raise ValueError(f"scaling (lambda) must be a number; got {self.scaling!r}.")
-
     def merge_tensor(self, tensor: SparsifiedTensor) -> torch.Tensor:
         weights = stack_weights(self.weights, tensor.task_names, tensor.sparse.device)
         # sum_k (lambda w_k) tau_k as one matrix-vector product: one pass, no (K, *shape) temporary.

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
+from tadrop.params import ParameterError, check_params, describe, get_params
+
 if TYPE_CHECKING:
     from tadrop.task_vectors import ModelFamily
 
@@ -35,7 +37,9 @@ class Sparsifier:
         raise NotImplementedError
 
     def validate(self) -> None:
-        """Raise ValueError with the allowed range when a parameter is out of range."""
+        """Raise ParameterError naming the parameter and its allowed range (the class's spec
+        in ``tadrop.params`` first: types, finiteness, declared ranges)."""
+        check_params(self)
         _check_choice("rescale", self.rescale, RESCALE_MODES)
         _check_choice("scope", self.scope, SCOPES)
 
@@ -88,27 +92,16 @@ class Sparsifier:
         return None
 
     def get_params(self) -> dict[str, object]:
-        return {key: value for key, value in vars(self).items() if not key.startswith("_")}
+        """The constructor's parameters, as set: ``type(s)(**s.get_params())`` rebuilds ``s``."""
+        return get_params(self)
 
     def __repr__(self) -> str:
-        params = ", ".join(f"{key}={value!r}" for key, value in self.get_params().items())
-        return f"{type(self).__name__}({params})"
+        return describe(self)
 
 
 def _check_choice(what: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ValueError(f"{what}={value!r} is not allowed; use one of {allowed}.")
-
-
-def check_fraction(
-    what: str, value: float, *, low_open: bool = True, high_closed: bool = True
-) -> None:
-    """Raise ValueError unless value lies in (0, 1] (or the interval the flags say)."""
-    low_ok = value > 0 if low_open else value >= 0
-    high_ok = value <= 1 if high_closed else value < 1
-    if not (low_ok and high_ok):
-        interval = ("(" if low_open else "[") + "0, 1" + ("]" if high_closed else ")")
-        raise ValueError(f"{what}={value!r} is outside {interval}; choose a value in that range.")
+        raise ParameterError(what, f"{what}={value!r} is not allowed; use one of {allowed}.")
 
 
 def rescale_factor(

@@ -10,12 +10,14 @@ from typing import ClassVar
 
 import torch
 
+from tadrop.params import FRACTION, PROBABILITY, Range
 from tadrop.quantiles import smallest_k_keep_mask
-from tadrop.sparsify.base import Sparsifier, check_fraction
+from tadrop.sparsify.base import Sparsifier
 
 
 class Breadcrumbs(Sparsifier):
     name: ClassVar[str] = "breadcrumbs"
+    param_ranges: ClassVar[dict[str, Range]] = {"density": FRACTION, "gamma": PROBABILITY}
 
     def __init__(self, density: float = 0.9, gamma: float = 0.01, rescale: str = "none") -> None:
         self.density = density
@@ -23,9 +25,8 @@ class Breadcrumbs(Sparsifier):
         self.rescale = rescale
 
     def validate(self) -> None:
-        super().validate()
-        check_fraction("density", self.density)
-        if not 0 <= self.gamma < 1 or self.density + self.gamma > 1:
+        super().validate()  # each parameter against param_ranges
+        if self.density + self.gamma > 1:
             raise ValueError(
                 f"Breadcrumbs needs 0 <= gamma < 1 and density + gamma <= 1; got density="
                 f"{self.density!r}, gamma={self.gamma!r}."

@@ -10,20 +10,18 @@ from typing import ClassVar
 
 import torch
 
-from tadrop.sparsify.base import Sparsifier, check_fraction, seeded_uniform
+from tadrop.params import PROBABILITY, Range
+from tadrop.sparsify.base import Sparsifier, seeded_uniform
 
 
 class DARE(Sparsifier):
     name: ClassVar[str] = "dare"
+    param_ranges: ClassVar[dict[str, Range]] = {"p": PROBABILITY}  # checked by validate
 
     def __init__(self, p: float = 0.9, seed: int = 0, rescale: str = "inverse") -> None:
         self.p = p
         self.seed = seed
         self.rescale = rescale
-
-    def validate(self) -> None:
-        super().validate()
-        check_fraction("p", self.p, low_open=False, high_closed=False)
 
     def keep_mask(self, tau: torch.Tensor, *, name: str = "", task: str = "") -> torch.Tensor:
         self.validate()

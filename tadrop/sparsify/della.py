@@ -13,26 +13,31 @@ from typing import ClassVar
 
 import torch
 
-from tadrop.sparsify.base import Sparsifier, check_fraction, seeded_uniform
+from tadrop.params import FRACTION, NON_NEGATIVE, ParameterError, Range
+from tadrop.sparsify.base import Sparsifier, seeded_uniform
 
 
 class DELLA(Sparsifier):
     name: ClassVar[str] = "della"
+    param_ranges: ClassVar[dict[str, Range]] = {
+        "density": FRACTION,
+        "epsilon": NON_NEGATIVE,
+    }
+    rescale = "inverse"  # kept entries are divided by their keep probability (``apply``)
 
     def __init__(self, density: float = 0.3, epsilon: float = 0.1, seed: int = 0) -> None:
         self.density = density
         self.epsilon = epsilon
         self.seed = seed
-        self.rescale = "inverse"
 
     def validate(self) -> None:
         super().validate()
-        check_fraction("density", self.density)
         low, high = self.density - self.epsilon / 2, self.density + self.epsilon / 2
-        if self.epsilon < 0 or low <= 0 or high > 1:
-            raise ValueError(
+        if low <= 0 or high > 1:
+            raise ParameterError(
+                "epsilon",
                 f"DELLA needs 0 < density - epsilon/2 and density + epsilon/2 <= 1; got density="
-                f"{self.density!r}, epsilon={self.epsilon!r}. Lower epsilon."
+                f"{self.density!r}, epsilon={self.epsilon!r}. Lower epsilon.",
             )
 
     def keep_probability(self, tau: torch.Tensor) -> torch.Tensor:

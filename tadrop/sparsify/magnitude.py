@@ -7,12 +7,15 @@ an exact global threshold (see ``global_scope``). Kept entries are not rescaled 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
+from tadrop.params import FRACTION, Range
 from tadrop.quantiles import smallest_abs_keep_mask
-from tadrop.sparsify.base import Sparsifier, check_fraction
+from tadrop.sparsify.base import Sparsifier
 from tadrop.sparsify.global_scope import global_drop_counts
 
 if TYPE_CHECKING:
@@ -21,16 +24,14 @@ if TYPE_CHECKING:
 
 class Magnitude(Sparsifier):
     name: ClassVar[str] = "magnitude"
+    param_ranges: ClassVar[dict[str, Range]] = {"density": FRACTION}  # checked by validate
+    # set by fit (scope="global"); read-only empty until then: __init__ only stores parameters
+    _drop_counts: Mapping[str, Mapping[str, int]] = MappingProxyType({})
 
     def __init__(self, density: float = 0.2, scope: str = "tensor", rescale: str = "none") -> None:
         self.density = density
         self.scope = scope
         self.rescale = rescale
-        self._drop_counts: dict[str, dict[str, int]] = {}
-
-    def validate(self) -> None:
-        super().validate()
-        check_fraction("density", self.density)
 
     def keep_mask(self, tau: torch.Tensor, *, name: str = "", task: str = "") -> torch.Tensor:
         return smallest_abs_keep_mask(tau, self._drop_count(tau, name, task))

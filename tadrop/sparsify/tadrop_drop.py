@@ -13,6 +13,8 @@ parameter-weighted mean of the per-tensor d, the same overall sparsity spread ev
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
@@ -50,6 +52,8 @@ def drop_count(rate: float, numel: int) -> int:
 
 class TADrop(Sparsifier):
     name: ClassVar[str] = "tadrop"
+    # set by fit (scope="global"); read-only empty until then: __init__ only stores parameters
+    _global_rates: Mapping[str, float] = MappingProxyType({})
 
     def __init__(
         self,
@@ -66,7 +70,6 @@ class TADrop(Sparsifier):
         self.rescale = rescale
         self.scope = scope
         self.complement = complement
-        self._global_rates: dict[str, float] = {}
 
     def validate(self) -> None:
         super().validate()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tadrop.io import save_state_dict
-from tadrop.io.atomic import replace_dir, temp_sibling
+from tadrop.io.atomic import atomic_dir
 from tadrop.zoo.backbones import Backbone
 from tadrop.zoo.datasets import LabelledData, balanced_split
 from tadrop.zoo.eval_sets import eval_file_name, write_eval_set
@@ -120,15 +119,8 @@ def write_task_files(
 def commit_task(root: Path, name: str, test: LabelledData, record: dict[str, Any]) -> None:
     """Write data/<task>/ (test set + task.json) under a temporary name, then rename it."""
     data_dir = root / "data" / name
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    temp_dir = temp_sibling(data_dir, "tadrop-tmp")
-    temp_dir.mkdir()
-    try:
+    with atomic_dir(data_dir, overwrite=True) as temp_dir:
         eval_path = temp_dir / eval_file_name(test)
         write_eval_set(eval_path, test)
         record["files"][record["eval_file"]] = file_record(eval_path)
         (temp_dir / TASK_RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
-        replace_dir(temp_dir, data_dir, overwrite=True)
-    except BaseException:
-        shutil.rmtree(temp_dir, ignore_errors=True)
-        raise
