@@ -1,6 +1,6 @@
-"""Whole state dicts of a family: the base, a fine-tuned model, a merge at another scaling.
-
-Used by the evaluation command and the report to score models that are not a merge result."""
+"""Whole state dicts to score: a merge at another scaling; the base and the fine-tuned models
+(``base_state``, ``finetuned_state``) come from ``tadrop.task_vectors``, below the evaluators
+that also need them."""
 
 from __future__ import annotations
 
@@ -9,24 +9,11 @@ from collections.abc import Callable
 import torch
 
 from tadrop.merge import MergeResult
-from tadrop.task_vectors import ModelFamily
+from tadrop.task_vectors import base_state, finetuned_state
+
+__all__ = ["ModelFor", "base_state", "finetuned_state", "scaled_model_for"]
 
 ModelFor = Callable[[str], dict[str, torch.Tensor]]  # task -> the state dict to score on it
-
-
-def base_state(family: ModelFamily) -> dict[str, torch.Tensor]:
-    """The pre-trained model's tensors under its own key names."""
-    return {name: family.base.get(name) for name in family.base.keys()}
-
-
-def finetuned_state(family: ModelFamily, task: str) -> dict[str, torch.Tensor]:
-    """The fine-tuned checkpoint under the base's key names (unmatched tensors from the base)."""
-    key_map = family.key_map[task]
-    checkpoint = family.tasks[task]
-    return {
-        name: checkpoint.get(key_map[name]) if name in key_map else family.base.get(name)
-        for name in family.base.keys()
-    }
 
 
 def scaled_model_for(result: MergeResult, scaling: float) -> ModelFor:

@@ -19,14 +19,18 @@ from tadrop.experiments import (
     ModelFor,
     Point,
     PointRun,
+    base_state,
     finetuned_state,
     run_points,
     scaled_model_for,
 )
 from tadrop.task_vectors import ModelFamily
 
+# base_state, finetuned_state and scaled_model_for live in tadrop.experiments; named here too
+# for code written against this module before they moved (import them from tadrop.experiments).
 __all__ = [
     "Bench",
+    "base_state",
     "ModelFor",
     "Row",
     "SETTINGS",

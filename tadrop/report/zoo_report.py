@@ -203,8 +203,8 @@ def write_report(
 
 
 def write_folder(out_dir: Path, files: dict[str, str], *, overwrite: bool) -> Path:
-    """Write text files into a new folder and rename it into place (old one replaced)."""
-    from tadrop.io.atomic import remove_path, replace_dir, temp_sibling
+    """Write text files into a staging folder renamed into place (``tadrop.io.atomic_dir``)."""
+    from tadrop.io.atomic import atomic_dir
 
     out_dir = out_dir.expanduser().absolute()
     empty = out_dir.is_dir() and not any(out_dir.iterdir())
@@ -212,14 +212,7 @@ def write_folder(out_dir: Path, files: dict[str, str], *, overwrite: bool) -> Pa
         raise ValueError(
             f"{out_dir} already exists; pass overwrite=True (command line: --overwrite)."
         )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = temp_sibling(out_dir, "tadrop-tmp")
-    staging.mkdir()
-    try:
+    with atomic_dir(out_dir, overwrite=overwrite or empty) as staging:
         for name, text in files.items():
             (staging / name).write_text(text, encoding="utf-8")
-        replace_dir(staging, out_dir, overwrite=overwrite or empty)
-    except BaseException:
-        remove_path(staging)
-        raise
     return out_dir / "README.md"
