@@ -80,16 +80,36 @@ def execute_merge(
     merge_method, sparsify = build_merge(method, sparsifier, method_params, sparsifier_params)
     started = time.perf_counter()
     result = run_merge(family, merge_method, sparsify, device=device, progress=progress)
+    return record_of(
+        result,
+        number=number,
+        asked=(method, sparsifier),
+        family=(family_label, family_key),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def record_of(
+    result: MergeResult,
+    *,
+    number: int,
+    asked: tuple[str, str],
+    family: tuple[str, str],
+    seconds: float,
+) -> RunRecord:
+    """The record of a finished merge; ``asked``: the (method, sparsifier) names chosen,
+    ``family``: (label, key) of the family it merged."""
+    method, sparsifier = asked
     return RunRecord(
         number=number,
         method=method,
         sparsifier=_sparsifier_name(method, sparsifier, result),
-        method_params=merge_method.get_params(),
+        method_params=dict(result.params),
         sparsifier_params={} if result.sparsifier is None else result.sparsifier.get_params(),
-        family_label=family_label,
-        family_key=family_key,
+        family_label=family[0],
+        family_key=family[1],
         sparsity=result.sparsity(),
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
         result=result,
     )
 

@@ -1,23 +1,21 @@
-"""Sweeps over sparsity and over TADrop's (a, b): one merge per point, each scored by the
-evaluation table's mean normalized accuracy (or, without evaluation data, the mean data-free
-cosine). The grids are built by ``tadrop.config.sweep_grid``, as the CLI's sweeps are.
-No streamlit import."""
+"""Sweeps over sparsity and over TADrop's (a, b) on the Merge page: the points come from
+``tadrop.experiments`` and run through its ``run_points`` (the loop the CLI and the report use);
+each is scored by the evaluation table's mean normalized accuracy (or, without evaluation
+data, the mean data-free cosine). No streamlit import."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 
-from dashboard.runs import RunRecord, diagnose_record, evaluate_record, execute_merge
+from dashboard.runs import RunRecord, diagnose_record, record_of
 from dashboard.sources import FamilySource
-from tadrop.config import SweepConfig, sweep_grid
-from tadrop.evaluate import Evaluator
-from tadrop.sparsify.tadrop_drop import quantile_problem
+from tadrop.evaluate import Evaluator, evaluate
+from tadrop.experiments import Point, ab_points, run_points, sparsity_points
+from tadrop.experiments.sweeps import SweepProgress
 from tadrop.task_vectors import ModelFamily
-
-SweepProgress = Callable[[float, int, str], None]  # (points done, may be fractional; points; text)
 
 
 def run_score(record: RunRecord) -> tuple[float, str]:
@@ -53,63 +51,41 @@ def empty_grid() -> pd.DataFrame:
     return pd.DataFrame(columns=["a", "b", "score", "score_kind", "sparsity"])
 
 
-SWEPT_PARAMETER = {"dare": "p", "magnitude": "density", "tadrop": "a"}
-
-
-def _sweep_values(sparsifier: str, levels: list[float], tadrop_as: list[float]) -> list[float]:
-    if sparsifier == "tadrop":
-        return tadrop_as
-    if sparsifier == "magnitude":
-        return [1.0 - level for level in levels]  # magnitude keeps a density
-    return levels
-
-
 def _score_points(
     family: ModelFamily,
     source: FamilySource,
-    plan: list[tuple[str, str, dict[str, Any]]],
+    points: list[Point],
     *,
-    method: str,
-    method_params: dict[str, Any],
     evaluator: Evaluator | None,
     device: str,
     progress: SweepProgress | None,
-) -> list[tuple[RunRecord, float, str]]:
-    """Merge (and score) each (sparsifier, label, sparsifier_params) point of a plan.
+) -> list[tuple[Point, RunRecord, float, str]]:
+    """(point, record, score, score kind) of each point; the merged tensors are not kept."""
 
-    ``progress(done, total, text)`` is called within each merge and evaluation too (``done`` a
-    fraction of points), so a Cancel reaches a long sweep within one tensor or task.
-    """
-    report = progress or (lambda done, total, text: None)
+    def evaluation(result, report) -> pd.DataFrame:
+        return evaluate(result, evaluator, result.family.task_names, progress=report)
+
     scored = []
-    for index, (sparsifier, label, sparsifier_params) in enumerate(plan):
-        point = f"{index + 1}/{len(plan)}: {sparsifier} {label}"
-        record = execute_merge(
+    for index, run in enumerate(
+        run_points(
             family,
-            number=index + 1,
-            method=method,
-            sparsifier=sparsifier,
-            method_params=method_params,
-            sparsifier_params=sparsifier_params,
-            family_label=source.label,
-            family_key=source.key,
+            points,
+            score=None if evaluator is None else evaluation,
             device=device,
-            progress=lambda done, total, name, index=index, point=point: report(
-                index + 0.5 * done / total, len(plan), f"{point}, merging {name}"
-            ),
+            progress=progress,
         )
-        if evaluator is not None:
-            record.results = evaluate_record(
-                record,
-                evaluator,
-                lambda fraction, text, index=index, point=point: report(
-                    index + 0.5 + 0.5 * fraction, len(plan), f"{point}, {text}"
-                ),
-            )
+    ):
+        record = record_of(
+            run.result,
+            number=index + 1,
+            asked=(run.point.method, run.point.sparsifier or "none"),
+            family=(source.label, source.key),
+            seconds=run.merge_seconds,
+        )
+        record.results = run.score
         score, kind = run_score(record)
         record.result = None
-        scored.append((record, score, kind))
-    report(len(plan), len(plan), "done")
+        scored.append((run.point, record, score, kind))
     return scored
 
 
@@ -128,23 +104,9 @@ def sweep(
     device: str,
     progress: SweepProgress | None = None,
 ) -> pd.DataFrame:
-    """Score against sparsity: one merge per sparsifier and level (the grid from tadrop.config)."""
-    plan = []
-    for sparsifier in sparsifiers:
-        swept = SWEPT_PARAMETER[sparsifier]
-        fixed = {"b": b, "eps": eps} if sparsifier == "tadrop" else {}
-        axis = SweepConfig(sparsifier_params={swept: _sweep_values(sparsifier, levels, tadrop_as)})
-        for label, _, params in sweep_grid(method_params, fixed, axis):
-            plan.append((sparsifier, label, params))
-    scored = _score_points(
-        family,
-        source,
-        plan,
-        method=method,
-        method_params=method_params,
-        evaluator=evaluator,
-        device=device,
-        progress=progress,
+    """Score against sparsity: one merge per sparsifier and level."""
+    points = sparsity_points(
+        method, method_params, sparsifiers, levels, tadrop_as, {"b": b, "eps": eps}
     )
     rows = [
         {
@@ -152,9 +114,11 @@ def sweep(
             "sparsity": record.mean_sparsity,
             "score": score,
             "score_kind": kind,
-            "setting": label,
+            "setting": point.label,
         }
-        for (_, label, _), (record, score, kind) in zip(plan, scored, strict=True)
+        for point, record, score, kind in _score_points(
+            family, source, points, evaluator=evaluator, device=device, progress=progress
+        )
     ]
     return pd.DataFrame(rows, columns=empty_sweep().columns)
 
@@ -172,33 +136,18 @@ def sensitivity_grid(
     device: str,
     progress: SweepProgress | None = None,
 ) -> pd.DataFrame:
-    """Score of TADrop merges over every valid (a, b) (0 < a < b < 1; other pairs are skipped)."""
-    axis = SweepConfig(sparsifier_params={"a": a_values, "b": b_values})
-    plan = [
-        ("tadrop", label, params)
-        for label, _, params in sweep_grid(method_params, {"eps": eps}, axis)
-        if quantile_problem(params["a"], params["b"]) is None  # eps is checked by the merge
-    ]
-    if not plan:
-        raise ValueError("No (a, b) pair with a < b in the grid; TADrop needs a < b.")
-    scored = _score_points(
-        family,
-        source,
-        plan,
-        method=method,
-        method_params=method_params,
-        evaluator=evaluator,
-        device=device,
-        progress=progress,
-    )
+    """Score of TADrop merges over every (a, b) with a < b (pairs with a >= b are skipped)."""
+    points = ab_points(method, method_params, a_values, b_values, {"eps": eps})
     rows = [
         {
-            "a": params["a"],
-            "b": params["b"],
+            "a": point.sparsifier_params["a"],
+            "b": point.sparsifier_params["b"],
             "score": score,
             "score_kind": kind,
             "sparsity": record.mean_sparsity,
         }
-        for (_, _, params), (record, score, kind) in zip(plan, scored, strict=True)
+        for point, record, score, kind in _score_points(
+            family, source, points, evaluator=evaluator, device=device, progress=progress
+        )
     ]
     return pd.DataFrame(rows, columns=empty_grid().columns)

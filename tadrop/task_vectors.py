@@ -343,11 +343,28 @@ def _check_finite_fast(name: str, tensor: torch.Tensor, source: Path) -> None:
         _check_finite(name, tensor, source)
 
 
+def base_state(family: ModelFamily) -> dict[str, torch.Tensor]:
+    """The pre-trained model's tensors under its own key names."""
+    return {name: family.base.get(name) for name in family.base.keys()}
+
+
+def finetuned_state(family: ModelFamily, task: str) -> dict[str, torch.Tensor]:
+    """The fine-tuned checkpoint under the base's key names (unmatched tensors from the base)."""
+    key_map = family.key_map[task]
+    checkpoint = family.tasks[task]
+    return {
+        name: checkpoint.get(key_map[name]) if name in key_map else family.base.get(name)
+        for name in family.base.keys()
+    }
+
+
 __all__ = [
     "CheckpointError",
     "FamilyError",
     "ModelFamily",
     "TensorTaskVectors",
+    "base_state",
+    "finetuned_state",
     "iter_task_vectors",
     "load_family",
     "resolve_device",

@@ -460,10 +460,10 @@ def test_cuda_matches_cpu(dtype, monkeypatch):
     assert (drop_rate, scale) == pytest.approx(reference[1:], rel=1e-12)
 
 
-def test_tadrop_keep_mask_still_imports_from_the_engine():
-    from tadrop.quantiles import tadrop_keep_mask as old_home
+def test_the_engine_knows_no_drop_formula():
+    import tadrop.quantiles
 
-    assert old_home is tadrop_keep_mask
+    assert not hasattr(tadrop.quantiles, "tadrop_keep_mask")  # TADrop's rule: sparsify/
 
 
 def test_no_warnings_on_the_default_path():

@@ -7,13 +7,21 @@ import math
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
+from tadrop.figures import (
+    drop_rate_by_component,
+    drop_rate_by_layer,
+    drop_rate_heatmap,
+    figures_to_svg,
+    weighted_drop_rate,
+)
 from tadrop.report import write_report
 from tadrop.report.experiments import SETTINGS, Row, finetuned_state, scaled_model_for
 from tadrop.report.markdown import grid_table, normalized_average
-from tadrop.report.svg import grouped_bars, heatmap, line_chart, nice_ticks
+from tadrop.report.zoo_report import sweep_table
 from tadrop.task_vectors import load_family
 from tests.family_fixtures import write_family
 
@@ -153,27 +161,56 @@ def test_normalized_average_and_grid_table() -> None:
     assert table[3] == "| 0.5 | 140.00 (0.50) | 145.00 (0.50) |"
 
 
-def test_svg_charts_are_well_formed() -> None:
-    for svg in (
-        line_chart(
-            {"a": [(0.1, 1.0), (0.5, 2.0)], "b": [(0.2, float("nan"))]},
-            title="t <&>",
-            x_label="x",
-            y_label="y",
-        ),
-        line_chart({}, title="empty", x_label="x", y_label="y"),
-        heatmap(
-            [[0.1, 0.9], [float("nan"), 0.5]],
-            ["r1", "r2"],
-            ["c1", "c2"],
-            title="h",
-            value_label="d",
-        ),
-        grouped_bars(["k1", "k2"], {"s": [0.2, float("nan")]}, title="g", y_label="d"),
-    ):
+def test_report_figures_export_as_well_formed_svg() -> None:
+    rates = pd.DataFrame(
+        {
+            "task": ["t1", "t1", "t2", "t2"],
+            "tensor": ["l.0.q", "l.1.mlp", "l.0.q", "l.1.mlp"],
+            "layer": [0, 1, 0, float("nan")],
+            "kind": ["attn.q", "mlp.up", "attn.q", "mlp.up"],
+            "numel": [1, 3, 1, 3],
+            "drop_rate": [0.2, 0.6, float("nan"), 0.5],
+        }
+    )
+    sweep = {"s": [Row("p", {"x": 0.5}, sparsity=0.1), Row("q", {"x": float("nan")}, sparsity=0.5)]}
+    drawn = {
+        "sweep.svg": sweep_figure_for_test(sweep),
+        "heat.svg": drop_rate_heatmap(rates, "h"),
+        "layers.svg": drop_rate_by_layer(rates, "Fig. 6 - layers"),
+        "kinds.svg": drop_rate_by_component(rates, "k"),
+        "empty.svg": drop_rate_by_layer(rates.iloc[:0], "e"),
+    }
+    svgs = figures_to_svg(drawn)
+    assert set(svgs) == set(drawn)
+    for svg in svgs.values():
         ElementTree.fromstring(svg)
-    assert nice_ticks(0.27, 0.73) == [0.3, 0.4, 0.5, 0.6, 0.7]
-    assert nice_ticks(1.0, 1.0) == [1.0]
+    assert "Fig. 6 - layers" in svgs["layers.svg"]
+
+
+def test_export_without_a_browser_says_what_to_do(monkeypatch, tmp_path) -> None:
+    from tadrop.figures import export_problem
+
+    missing = tmp_path / "no-chromium"
+    monkeypatch.setenv("BROWSER_PATH", str(missing))
+    assert export_problem() == f"BROWSER_PATH={missing} is not a file"
+    with pytest.raises(RuntimeError, match="set BROWSER_PATH"):
+        figures_to_svg({"empty.svg": drop_rate_by_layer(pd.DataFrame(columns=["layer"]), "e")})
+
+
+def sweep_figure_for_test(sweep):
+    from tadrop.figures import sparsity_sweep
+
+    table = sweep_table(sweep)
+    assert table["score"].tolist()[0] == pytest.approx(50.0)
+    return sparsity_sweep(table, score_label="average accuracy (%)", title="Fig. 1")
+
+
+def test_weighted_drop_rate_is_the_fraction_of_entries_dropped() -> None:
+    rates = pd.DataFrame(
+        {"task": ["t", "t"], "kind": ["a", "b"], "numel": [1, 3], "drop_rate": [0.2, 0.6]}
+    )
+    assert weighted_drop_rate(rates, ["task"])["t"] == pytest.approx((0.2 * 1 + 0.6 * 3) / 4)
+    assert weighted_drop_rate(rates, ["kind", "task"])[("b", "t")] == pytest.approx(0.6)
 
 
 @pytest.mark.slow

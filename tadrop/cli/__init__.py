@@ -9,15 +9,10 @@ but errors. See docs/cli.md.
 
 from __future__ import annotations
 
-import os
-
-# Fresh multi-megabyte allocations are slow on small VMs (PERF-NOTES); transparent huge pages
-# avoid most page faults. torch reads this once at import, so set it before torch is imported.
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
-
-import argparse  # noqa: E402
-import sys  # noqa: E402
-import traceback  # noqa: E402
+# THP_MEM_ALLOC_ENABLE is set by tadrop/__init__.py, always imported before this module.
+import argparse
+import sys
+import traceback
 from collections.abc import Sequence
 from typing import Any
 

@@ -3,6 +3,7 @@ model family of a config (``demo: {zoo: text, size: quick}``)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -70,9 +71,11 @@ def dashboard_command(
     port: int | None, data_roots: list[str] | None
 ) -> tuple[list[str], dict[str, str]]:
     """The streamlit command line and environment that start the dashboard."""
-    import dashboard
-
-    app = Path(dashboard.__file__).resolve().parent / "app.py"
+    # Located, not imported: the library never imports the dashboard (import-linter contract).
+    spec = importlib.util.find_spec("dashboard")
+    if spec is None or spec.origin is None:
+        raise UsageError("the dashboard package is not installed; run ./install.sh first.")
+    app = Path(spec.origin).resolve().parent / "app.py"
     command = [
         sys.executable,
         "-m",

@@ -34,7 +34,7 @@ def csv_path(config: RunConfig, override: str | None) -> Path:
 def make_evaluator(config: RunConfig, family):
     """(evaluator, individual scores or None, base scores or None) for the config's family."""
     from tadrop.evaluate import HFSequenceClassificationEvaluator, ZooEvaluator
-    from tadrop.report.experiments import base_state, finetuned_state
+    from tadrop.experiments import base_state, finetuned_state
 
     settings = config.eval
     if config.demo is not None and (settings is None or settings.data is None):

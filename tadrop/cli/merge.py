@@ -163,14 +163,20 @@ def plan_text(report: dict[str, Any]) -> str:
 
 def merge_points(config: RunConfig, family, console: Console, *, device: str):
     """Yield (label, MergeResult, seconds) for each sweep point (one without a sweep)."""
-    from tadrop.merge import run_merge
+    from tadrop.experiments import grid_points, run_points
 
-    for label, method_params, sparsifier_params in config.grid():
-        method, sparsifier = config.build(method_params, sparsifier_params)
-        started = time.perf_counter()
-        with console.progress(f"merge {label}".strip()) as progress:
-            result = run_merge(family, method, sparsifier, device=device, progress=progress)
-        yield label, result, time.perf_counter() - started
+    method, sparsifier = config.merge_spec()
+    for point in grid_points(
+        method, sparsifier, config.method_params, config.sparsifier_params, config.sweep
+    ):
+        with console.progress(f"merge {point.label}".strip()) as bar:
+            (run,) = run_points(  # one point per bar; the bar counts per mille of the merge
+                family,
+                [point],
+                device=device,
+                progress=lambda done, total, text, bar=bar: bar(round(1000 * done), 1000, text),
+            )
+        yield point.label, run.result, run.merge_seconds
 
 
 def command_merge(args, console: Console) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -11,11 +10,11 @@ from pathlib import Path
 
 import torch
 
-import tadrop
 from tadrop.io.atomic import atomic_dir, write_file_atomically
 from tadrop.io.aux_files import copy_aux_files
 from tadrop.io.errors import CheckpointError
 from tadrop.io.safetensors_format import write_safetensors_file
+from tadrop.version import __version__
 
 DEFAULT_MAX_SHARD_BYTES = 5 * 2**30
 SINGLE_FILE_NAME = "model.safetensors"
@@ -24,10 +23,8 @@ PathLike = str | os.PathLike
 
 
 def tadrop_version() -> str:
-    try:
-        return importlib.metadata.version("tadrop")
-    except importlib.metadata.PackageNotFoundError:
-        return getattr(tadrop, "__version__", "unknown")
+    """The version written into every checkpoint's metadata (one home: tadrop/version.py)."""
+    return __version__
 
 
 def provenance_metadata(

@@ -66,13 +66,3 @@ __all__ = [
     "smallest_abs_keep_mask",
     "smallest_k_keep_mask",
 ]
-
-
-def __getattr__(name: str):
-    """``tadrop_keep_mask`` moved to ``tadrop.sparsify.tadrop_drop`` (TADrop's rule lives
-    there); the old import keeps working."""
-    if name == "tadrop_keep_mask":
-        from tadrop.sparsify.tadrop_drop import tadrop_keep_mask
-
-        return tadrop_keep_mask
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

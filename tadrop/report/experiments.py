@@ -15,14 +15,29 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-import torch
-
-from tadrop.merge import MergeResult, run_merge
-from tadrop.registry import build_merge
-from tadrop.sparsify import Magnitude, Sparsifier, TADrop
+from tadrop.experiments import (
+    ModelFor,
+    Point,
+    PointRun,
+    base_state,
+    finetuned_state,
+    run_points,
+    scaled_model_for,
+)
 from tadrop.task_vectors import ModelFamily
 
-ModelFor = Callable[[str], dict[str, torch.Tensor]]
+# base_state, finetuned_state and scaled_model_for live in tadrop.experiments; named here too
+# for code written against this module before they moved (import them from tadrop.experiments).
+__all__ = [
+    "Bench",
+    "base_state",
+    "ModelFor",
+    "Row",
+    "SETTINGS",
+    "Settings",
+    "finetuned_state",
+    "scaled_model_for",
+]
 
 
 class Bench(Protocol):
@@ -89,35 +104,6 @@ class Row:
         return sum(self.accuracy.values()) / max(len(self.accuracy), 1)
 
 
-def base_state(family: ModelFamily) -> dict[str, torch.Tensor]:
-    return {name: family.base.get(name) for name in family.base.keys()}
-
-
-def finetuned_state(family: ModelFamily, task: str) -> dict[str, torch.Tensor]:
-    """The fine-tuned checkpoint under the base's key names (unmatched tensors from the base)."""
-    key_map = family.key_map[task]
-    checkpoint = family.tasks[task]
-    return {
-        name: checkpoint.get(key_map[name]) if name in key_map else family.base.get(name)
-        for name in family.base.keys()
-    }
-
-
-def scaled_model_for(result: MergeResult, scaling: float) -> ModelFor:
-    """theta_pre + scaling * (merged - theta_pre) for a merge made at scaling 1."""
-    base = base_state(result.family)
-
-    def model_for(task: str) -> dict[str, torch.Tensor]:
-        state = result.model_for(task, dtype=torch.float32)
-        for name in result.merged:
-            state[name] = (base[name].float() + scaling * (state[name] - base[name].float())).to(
-                base[name].dtype
-            )
-        return state
-
-    return model_for
-
-
 def timed_row(name: str, score: Callable[[], dict[str, float]]) -> Row:
     started = time.perf_counter()
     accuracy = score()
@@ -133,32 +119,29 @@ def evaluate_model(
     return row
 
 
-def merge_and_evaluate(
-    bench: Bench,
-    name: str,
-    method: str,
-    sparsifier: Sparsifier | None,
-    method_params: dict | None = None,
-    device: str = "cpu",
-) -> Row:
-    """Merge with the library and score it on the test split.
+def _merged_row(bench: Bench, name: str, run: PointRun, method_repr: str) -> Row:
+    row = Row(name, run.score or {}, sparsity=run.mean_sparsity, eval_seconds=run.eval_seconds)
+    row.params = {"method": method_repr, "sparsifier": repr(run.result.sparsifier)}
+    row.merge_seconds = run.merge_seconds
+    return row
+
+
+def merge_and_evaluate(bench: Bench, name: str, point: Point, device: str = "cpu") -> Row:
+    """Merge one point (``tadrop.experiments.run_points``) and score it on the test split.
 
     Rows are cached on the bench by (method, parameters, sparsifier): a configuration that
     appears in two tables (e.g. EMR + TADrop in Tables 1 and 7) is merged and scored once.
     """
-    merge_method, _ = build_merge(method, None, method_params)
+    merge_method, sparsifier = point.build()
     key = (repr(merge_method), repr(sparsifier))
     cache: dict = bench.__dict__.setdefault("_report_rows", {})
     if key not in cache:
-        started = time.perf_counter()
-        result = run_merge(bench.family, merge_method, sparsifier, device=device)
-        merge_seconds = time.perf_counter() - started
-        sparsity = result.sparsity()
-        row = evaluate_model(bench, name, result.model_for, "test")
-        row.sparsity = sum(sparsity.values()) / len(sparsity)
-        row.params = {"method": repr(merge_method), "sparsifier": repr(result.sparsifier)}
-        row.merge_seconds = merge_seconds
-        cache[key] = row
+
+        def test_accuracy(result, progress) -> dict[str, float]:
+            return bench.accuracy(result.model_for, "test")
+
+        (run,) = run_points(bench.family, [point], score=test_accuracy, device=device)
+        cache[key] = _merged_row(bench, name, run, repr(merge_method))
     return replace(cache[key], name=name)
 
 
@@ -166,7 +149,7 @@ def tuned_row(
     bench: Bench,
     label: str,
     method: str,
-    sparsifier: Sparsifier | None,
+    sparsifier: str | None,
     scalings: tuple[float, ...],
     device: str,
 ) -> tuple[Row, dict[float, float]]:
@@ -176,24 +159,22 @@ def tuned_row(
     merged delta being linear in lambda). The best mean validation accuracy wins (ties: the
     smaller lambda). Returns the test row and the validation score of every lambda.
     """
-    merge_method, _ = build_merge(method, None, {"scaling": 1.0})
-    started = time.perf_counter()
-    result = run_merge(bench.family, merge_method, sparsifier, device=device)
-    merge_seconds = time.perf_counter() - started
-    scores = {}
-    for scaling in scalings:
-        accuracy = bench.accuracy(scaled_model_for(result, scaling), "validation")
-        scores[scaling] = sum(accuracy.values()) / len(accuracy)
+
+    def validation_scores(result, progress) -> dict[float, float]:
+        scores = {}
+        for scaling in scalings:
+            accuracy = bench.accuracy(scaled_model_for(result, scaling), "validation")
+            scores[scaling] = sum(accuracy.values()) / len(accuracy)
+        return scores
+
+    point = Point(label, method, sparsifier, {"scaling": 1.0})
+    (run,) = run_points(bench.family, [point], score=validation_scores, device=device)
+    scores = run.score
     best = max(scalings, key=lambda scaling: (scores[scaling], -scaling))
-    row = evaluate_model(bench, f"{label} (lambda={best:g})", scaled_model_for(result, best))
-    sparsity = result.sparsity()
-    row.sparsity = sum(sparsity.values()) / len(sparsity)
-    row.params = {
-        "method": f"{type(merge_method).__name__}(scaling={best:g})",
-        "sparsifier": repr(result.sparsifier),
-    }
-    row.merge_seconds = merge_seconds
-    return row, scores
+    test = evaluate_model(bench, label, scaled_model_for(run.result, best))
+    name = f"{type(point.build()[0]).__name__}(scaling={best:g})"
+    run.score, run.eval_seconds = test.accuracy, test.eval_seconds
+    return _merged_row(bench, f"{label} (lambda={best:g})", run, name), scores
 
 
 def main_table(bench: Bench, settings: Settings) -> tuple[list[Row], dict[str, dict[float, float]]]:
@@ -202,20 +183,20 @@ def main_table(bench: Bench, settings: Settings) -> tuple[list[Row], dict[str, d
     rows = [
         timed_row("Base (pre-trained, linear-probe heads)", bench.base_accuracy),
         evaluate_model(bench, "Individual fine-tuned", lambda task: finetuned_state(family, task)),
-        merge_and_evaluate(bench, "Weight averaging", "averaging", None, device=device),
+        merge_and_evaluate(bench, "Weight averaging", Point("", "averaging"), device),
     ]
     selections: dict[str, dict[float, float]] = {}
     for label, method, sparsifier in (
         ("Task Arithmetic", "task_arithmetic", None),
-        ("Task Arithmetic + TADrop", "task_arithmetic", TADrop()),
+        ("Task Arithmetic + TADrop", "task_arithmetic", "tadrop"),
         ("TIES", "ties", None),
-        ("TIES + TADrop", "ties", TADrop()),
+        ("TIES + TADrop", "ties", "tadrop"),
     ):
         row, scores = tuned_row(bench, label, method, sparsifier, settings.scalings, device)
         selections[label] = scores
         rows.append(row)
-    rows.append(merge_and_evaluate(bench, "EMR", "emr", None, device=device))
-    rows.append(merge_and_evaluate(bench, "EMR + TADrop", "emr", TADrop(), device=device))
+    rows.append(merge_and_evaluate(bench, "EMR", Point("", "emr"), device))
+    rows.append(merge_and_evaluate(bench, "EMR + TADrop", Point("", "emr", "tadrop"), device))
     return rows, selections
 
 
@@ -225,25 +206,25 @@ def ablation_table(bench: Bench, settings: Settings) -> list[Row]:
     sparsified, rescaled task vectors); the global-vs-tensor rows run in both compositions."""
     device = settings.device
     rows = []
-    for label, sparsifier, mode in (
-        ("Global sparsification (uniform rate), mask", TADrop(scope="global"), "mask"),
-        ("Full TADrop, mask", TADrop(), "mask"),
-        ("Global sparsification (uniform rate), pre", TADrop(scope="global"), "pre"),
-        ("TADrop without rescale, pre", TADrop(rescale="none"), "pre"),
-        ("TADrop with 1/(1-d) rescale, pre", TADrop(rescale="inverse"), "pre"),
-        ("Full TADrop (L2 rescale), pre", TADrop(), "pre"),
+    for label, tadrop_params, mode in (
+        ("Global sparsification (uniform rate), mask", {"scope": "global"}, "mask"),
+        ("Full TADrop, mask", {}, "mask"),
+        ("Global sparsification (uniform rate), pre", {"scope": "global"}, "pre"),
+        ("TADrop without rescale, pre", {"rescale": "none"}, "pre"),
+        ("TADrop with 1/(1-d) rescale, pre", {"rescale": "inverse"}, "pre"),
+        ("Full TADrop (L2 rescale), pre", {}, "pre"),
     ):
-        rows.append(
-            merge_and_evaluate(bench, label, "emr", sparsifier, {"sparsify": mode}, device=device)
-        )
+        point = Point(label, "emr", "tadrop", {"sparsify": mode}, tadrop_params)
+        rows.append(merge_and_evaluate(bench, label, point, device))
     return rows
 
 
 def quantile_grid(bench: Bench, settings: Settings) -> list[Row]:
     """Table 7: EMR + TADrop over the (a, b) grid."""
+    device = settings.device
     return [
         merge_and_evaluate(
-            bench, f"a={a:g}, b={b:g}", "emr", TADrop(a=a, b=b), device=settings.device
+            bench, f"a={a:g}, b={b:g}", Point("", "emr", "tadrop", {}, {"a": a, "b": b}), device
         )
         for a in settings.a_grid
         for b in settings.b_grid
@@ -255,9 +236,10 @@ def sparsity_sweep(bench: Bench, settings: Settings) -> dict[str, list[Row]]:
     at the same overall sparsity (every tensor drops the same fraction of its smallest |tau|,
     with the same L2 rescale: the only difference is how the rate is spread over tensors)."""
     device = settings.device
+    pre = {"sparsify": "pre"}
     adaptive = [
         merge_and_evaluate(
-            bench, f"TADrop a={a:g}", "emr", TADrop(a=a, b=0.95), {"sparsify": "pre"}, device=device
+            bench, f"TADrop a={a:g}", Point("", "emr", "tadrop", pre, {"a": a, "b": 0.95}), device
         )
         for a in settings.sweep_a
     ]
@@ -265,11 +247,14 @@ def sparsity_sweep(bench: Bench, settings: Settings) -> dict[str, list[Row]]:
         merge_and_evaluate(
             bench,
             f"uniform {row.sparsity:.3f}",
-            "emr",
-            Magnitude(density=1.0 - row.sparsity, scope="tensor", rescale="l2"),
-            {"sparsify": "pre"},
-            device=device,
+            Point("", "emr", "magnitude", pre, _uniform_rate(row.sparsity)),
+            device,
         )
         for row in adaptive
     ]
     return {"TADrop (per-tensor rate)": adaptive, "Uniform rate (same sparsity)": uniform}
+
+
+def _uniform_rate(sparsity: float) -> dict[str, Any]:
+    """Magnitude's parameters for one drop rate in every tensor, rescaled like TADrop (L2)."""
+    return {"density": 1.0 - sparsity, "scope": "tensor", "rescale": "l2"}

@@ -137,10 +137,15 @@ def _row(rows: list[Row], prefix: str) -> Row:
     return next(row for row in rows if row.name.startswith(prefix))
 
 
-def claim_checks(report: ZooReport) -> list[tuple[str, str, str]]:
-    """(claim, measured, verdict) for each claim of ``PAPER_CLAIMS``."""
-    rows = report.main_rows
-    checks = []
+Check = tuple[str, str, str]  # (claim, measured, verdict)
+
+
+def _verdict(wins: int, total: int) -> str:
+    return "agrees" if wins == total else "partly" if wins else "disagrees"
+
+
+def _tadrop_gain_checks(rows: list[Row]) -> list[Check]:
+    """Every method improves with TADrop; EMR's gain in particular."""
     pairs = [
         ("Task Arithmetic (", "Task Arithmetic + TADrop"),
         ("TIES (", "TIES + TADrop"),
@@ -152,34 +157,33 @@ def claim_checks(report: ZooReport) -> list[tuple[str, str, str]]:
     }
     measured = ", ".join(f"{name}: {signed(gain)}" for name, gain in gains.items())
     improved = sum(gain > 0 for gain in gains.values())
-    checks.append(
+    emr_gain = gains["EMR"]
+    return [
         (
             PAPER_CLAIMS["every_method"],
             measured,
             f"{'agrees' if improved == len(gains) else 'disagrees'} ({improved}/{len(gains)} methods improve)",
-        )
-    )
-    emr_gain = gains["EMR"]
-    checks.append(
+        ),
         (
             PAPER_CLAIMS["emr_gain"],
             f"EMR + TADrop vs EMR: {signed(emr_gain)} points",
             "agrees in sign" if emr_gain > 0 else "disagrees",
-        )
-    )
+        ),
+    ]
+
+
+def _adaptive_check(report: ZooReport) -> Check:
     adaptive, uniform = report.sweep.values()
     wins = sum(a.average > u.average for a, u in zip(adaptive, uniform, strict=True))
     diffs = ", ".join(
         f"s={a.sparsity:.2f}: {signed(a.average - u.average)}"
         for a, u in zip(adaptive, uniform, strict=True)
     )
-    checks.append(
-        (
-            PAPER_CLAIMS["adaptive_vs_uniform"],
-            diffs,
-            f"{'agrees' if wins == len(adaptive) else 'partly' if wins else 'disagrees'} ({wins}/{len(adaptive)} sparsity levels)",
-        )
-    )
+    verdict = f"{_verdict(wins, len(adaptive))} ({wins}/{len(adaptive)} sparsity levels)"
+    return PAPER_CLAIMS["adaptive_vs_uniform"], diffs, verdict
+
+
+def _ablation_check(report: ZooReport) -> Check:
     full = _row(report.ablation, "Full TADrop (L2 rescale), pre")
     others = [row for row in report.ablation if row.name.endswith(", pre") and row is not full]
     beaten = sum(full.average > row.average for row in others)
@@ -187,26 +191,31 @@ def claim_checks(report: ZooReport) -> list[tuple[str, str, str]]:
         ", ".join(f"{row.name.removesuffix(', pre')}: {pct(row.average)}" for row in others)
         + f"; full: {pct(full.average)}"
     )
-    checks.append(
-        (
-            PAPER_CLAIMS["full_best"],
-            measured,
-            f"{'agrees' if beaten == len(others) else 'partly' if beaten else 'disagrees'} (beats {beaten}/{len(others)})",
-        )
-    )
+    verdict = f"{_verdict(beaten, len(others))} (beats {beaten}/{len(others)})"
+    return PAPER_CLAIMS["full_best"], measured, verdict
+
+
+def _default_checks(report: ZooReport) -> list[Check]:
     best = max(report.grid, key=lambda row: row.average)
     default = next((row for row in report.grid if row.name == "a=0.5, b=0.95"), None)
-    if default is not None:
-        gap = best.average - default.average
-        verdict = "agrees" if gap <= 0.005 else f"disagrees (best is {best.name})"
-        checks.append(
-            (
-                PAPER_CLAIMS["default_ok"],
-                f"default {pct(default.average)}, best {best.name} {pct(best.average)} (gap {signed(gap)})",
-                verdict,
-            )
-        )
-    return checks
+    if default is None:
+        return []
+    gap = best.average - default.average
+    verdict = "agrees" if gap <= 0.005 else f"disagrees (best is {best.name})"
+    measured = (
+        f"default {pct(default.average)}, best {best.name} {pct(best.average)} (gap {signed(gap)})"
+    )
+    return [(PAPER_CLAIMS["default_ok"], measured, verdict)]
+
+
+def claim_checks(report: ZooReport) -> list[Check]:
+    """(claim, measured, verdict) for each claim of ``PAPER_CLAIMS``."""
+    return [
+        *_tadrop_gain_checks(report.main_rows),
+        _adaptive_check(report),
+        _ablation_check(report),
+        *_default_checks(report),
+    ]
 
 
 def claims_table(report: ZooReport) -> str:

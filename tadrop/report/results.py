@@ -22,5 +22,5 @@ class ZooReport:
     sweep: dict[str, list[Row]]
     landscape: pd.DataFrame
     components: pd.DataFrame
-    figures: dict[str, str] = field(default_factory=dict)  # file name -> SVG text
+    figures: dict[str, Any] = field(default_factory=dict)  # file name -> plotly Figure
     seconds: dict[str, float] = field(default_factory=dict)

@@ -1,7 +1,8 @@
 """The reproduction report: re-make the TADrop paper's tables and figures on the demo zoos.
 
 ``write_report(out_dir, zoos=("text", "image"), size="quick")`` runs the experiments of
-``tadrop.report.experiments`` on each zoo, draws the figures (SVG), and writes ``README.md`` with the
+``tadrop.report.experiments`` on each zoo, draws the figures (``tadrop.figures``, exported as
+SVG by kaleido), and writes ``README.md`` with the
 measured numbers, the paper's claims checked against them, the machine and the timings, plus
 ``results.json`` with every number. The folder is written atomically.
 """
@@ -18,8 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
+from tadrop.figures import (
+    drop_rate_by_component,
+    drop_rate_by_layer,
+    drop_rate_heatmap,
+    figures_to_svg,
+)
+from tadrop.figures import sparsity_sweep as sweep_figure
 from tadrop.report.document import render_report
 from tadrop.report.experiments import (
     SETTINGS,
@@ -30,15 +39,8 @@ from tadrop.report.experiments import (
     quantile_grid,
     sparsity_sweep,
 )
-from tadrop.report.landscape import (
-    component_bars,
-    component_table,
-    drop_rate_heatmap,
-    landscape_summary,
-    layer_profile,
-)
+from tadrop.report.landscape import component_table, landscape_summary
 from tadrop.report.results import ZooReport
-from tadrop.report.svg import line_chart
 
 SEED = 0
 
@@ -97,26 +99,34 @@ def run_zoo(bench: Bench, size: str, device: str, log: Callable[[str], None]) ->
     )
     title = f"{bench.zoo} zoo ({size})"
     report.figures = {
-        f"fig1_sparsity_{bench.zoo}.svg": line_chart(
-            {
-                name: [(row.sparsity, 100 * row.average) for row in rows]
-                for name, rows in sweep.items()
-            },
+        f"fig1_sparsity_{bench.zoo}.svg": sweep_figure(
+            sweep_table(sweep),
+            score_label="average accuracy (%)",
             title=f"Fig. 1 - EMR accuracy vs sparsity, {title}",
-            x_label="sparsity (fraction of task-vector entries dropped)",
-            y_label="average accuracy (%)",
         ),
         f"fig5_landscape_{bench.zoo}.svg": drop_rate_heatmap(
             stats, f"Fig. 5 - TADrop drop rate per task x tensor, {title}"
         ),
-        f"fig6_layers_{bench.zoo}.svg": layer_profile(
+        f"fig6_layers_{bench.zoo}.svg": drop_rate_by_layer(
             stats, f"Fig. 6 - drop rate per layer, {title}"
         ),
-        f"fig7_components_{bench.zoo}.svg": component_bars(
+        f"fig7_components_{bench.zoo}.svg": drop_rate_by_component(
             stats, f"Fig. 7 - drop rate per component, {title}"
         ),
     }
     return report
+
+
+def sweep_table(sweep: dict[str, list[Row]]) -> pd.DataFrame:
+    """Fig. 1's points: one line per sweep (``sparsifier``), accuracy in percent."""
+    return pd.DataFrame(
+        [
+            {"sparsifier": name, "sparsity": row.sparsity, "score": 100 * row.average}
+            for name, rows in sweep.items()
+            for row in rows
+        ],
+        columns=["sparsifier", "sparsity", "score"],
+    )
 
 
 def _rows_json(rows: list[Row]) -> list[dict[str, Any]]:
@@ -184,15 +194,17 @@ def write_report(
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine(),
     }
-    files = {name: text for report in reports for name, text in report.figures.items()}
+    files = figures_to_svg(
+        {name: fig for report in reports for name, fig in report.figures.items()}
+    )
     files["README.md"] = render_report(reports, run)
     files["results.json"] = results_json(reports, run)
     return write_folder(Path(out_dir), files, overwrite=overwrite)
 
 
 def write_folder(out_dir: Path, files: dict[str, str], *, overwrite: bool) -> Path:
-    """Write text files into a new folder and rename it into place (old one replaced)."""
-    from tadrop.io.atomic import remove_path, replace_dir, temp_sibling
+    """Write text files into a staging folder renamed into place (``tadrop.io.atomic_dir``)."""
+    from tadrop.io.atomic import atomic_dir
 
     out_dir = out_dir.expanduser().absolute()
     empty = out_dir.is_dir() and not any(out_dir.iterdir())
@@ -200,14 +212,7 @@ def write_folder(out_dir: Path, files: dict[str, str], *, overwrite: bool) -> Pa
         raise ValueError(
             f"{out_dir} already exists; pass overwrite=True (command line: --overwrite)."
         )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = temp_sibling(out_dir, "tadrop-tmp")
-    staging.mkdir()
-    try:
+    with atomic_dir(out_dir, overwrite=overwrite or empty) as staging:
         for name, text in files.items():
             (staging / name).write_text(text, encoding="utf-8")
-        replace_dir(staging, out_dir, overwrite=overwrite or empty)
-    except BaseException:
-        remove_path(staging)
-        raise
     return out_dir / "README.md"

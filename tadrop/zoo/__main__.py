@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
+# THP_MEM_ALLOC_ENABLE is set by tadrop/__init__.py, imported before this module.
+import argparse
+import logging
+import sys
 
-# Fresh multi-megabyte allocations are slow on small VMs; transparent huge pages avoid most of
-# the page faults. torch reads this once, so it must be set before torch is imported.
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
-
-import argparse  # noqa: E402
-import logging  # noqa: E402
-import sys  # noqa: E402
-
-from tadrop.zoo.recipes import SIZES, ZOOS  # noqa: E402
+from tadrop.zoo.recipes import SIZES, ZOOS
 
 
 def _parser() -> argparse.ArgumentParser:

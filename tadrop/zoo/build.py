@@ -16,7 +16,6 @@ no half-written file under a final name; the next build keeps the finished tasks
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from filelock import FileLock
 from tqdm.auto import tqdm
 
 from tadrop.io.atomic import remove_path
@@ -74,7 +74,8 @@ def build_zoo(
         report(1.0, f"{zoo}-{size} zoo already built at {root}")
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive_lock(root.parent / f".{root.name}.lock"):
+    # One build of a zoo at a time (the dashboard and the command line may both ask).
+    with FileLock(root.parent / f".{root.name}.lock"):
         if force:
             shutil.rmtree(root, ignore_errors=True)
         elif _is_current(root, recipe, verify_hashes):  # another process just finished it
@@ -105,17 +106,6 @@ def _is_current(root: Path, recipe: Recipe, verify_hashes: bool) -> bool:
     revisions = {task: record.get("revision") for task, record in zoo.manifest["tasks"].items()}
     wanted = {spec.name: spec.revision for spec in recipe.task_specs()}
     return zoo.manifest.get("recipe") == recipe.to_json() and revisions == wanted
-
-
-@contextlib.contextmanager
-def _exclusive_lock(lock_path: Path) -> Iterator[None]:
-    """One build of a zoo at a time (the dashboard and the command line may both ask)."""
-    with open(lock_path, "a") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager

@@ -22,15 +22,11 @@ from tadrop.zoo.errors import CorruptZooError
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 TASK_RECORD_NAME = "task.json"
-_HASH_CHUNK_BYTES = 8 * 2**20
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as stream:
-        while chunk := stream.read(_HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 def file_record(path: Path) -> dict[str, Any]:
