@@ -3,9 +3,12 @@ model family of a config (``demo: {zoo: text, size: quick}``)."""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,4 +104,40 @@ def command_dashboard(args, console: Console) -> int:
                 raise UsageError(f"--data-root {root}: no such folder.")
         command, environ = dashboard_command(args.port, args.data_root)
     console.info("starting: " + " ".join(command))
-    return subprocess.call(command, env=environ)
+    server = subprocess.Popen(command, env=environ, preexec_fn=_dies_with_parent(os.getpid()))
+    try:
+        return server.wait()
+    finally:  # Ctrl-C, SIGTERM and SIGHUP arrive here as KeyboardInterrupt (tadrop.io.signals)
+        stop_child(server)
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _dies_with_parent(parent_pid: int) -> Callable[[], None] | None:
+    """A preexec_fn that makes the child get SIGTERM when the parent dies, even by SIGKILL
+    (Linux ``prctl(PR_SET_PDEATHSIG)``); None elsewhere, where only the handled signals stop it."""
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def set_death_signal() -> None:
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent_pid:  # the parent died before prctl: no signal will come
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_death_signal
+
+
+def stop_child(child: subprocess.Popen, *, grace_s: float = 10.0) -> None:
+    """SIGTERM the child if it still runs, wait ``grace_s`` for it to stop, then SIGKILL it."""
+    if child.poll() is not None:
+        return
+    child.terminate()
+    try:
+        child.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
