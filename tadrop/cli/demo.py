@@ -39,6 +39,47 @@ def ensure_zoo(
     return load_zoo(zoo, size, home)
 
 
+# Wall-clock build time of each zoo on this project's idle 2-core build machine (docs/zoo.md,
+# "Build times"); a dry run quotes it when the zoo is not built yet.
+MEASURED_BUILD_SECONDS = {
+    ("text", "quick"): 133,
+    ("image", "quick"): 17,
+    ("text", "full"): 523,
+    ("image", "full"): 125,
+}
+
+
+def zoo_build_plan(demo: DemoSource, home: Path | None = None) -> dict[str, Any] | None:
+    """None when the demo zoo opens; else what a real run builds first (and how long it takes)."""
+    from tadrop.zoo import RECIPES, ZooError, load_zoo, zoo_path
+    from tadrop.zoo.load import rebuild_hint
+
+    try:
+        load_zoo(demo.zoo, demo.size, home)
+        return None
+    except ZooError as error:
+        reason = str(error)
+    return {
+        "zoo": demo.zoo,
+        "size": demo.size,
+        "folder": str(zoo_path(demo.zoo, demo.size, home)),
+        "tasks": list(demo.tasks or RECIPES[(demo.zoo, demo.size)].tasks),
+        "expected_seconds": MEASURED_BUILD_SECONDS[(demo.zoo, demo.size)],
+        "hint": rebuild_hint(demo.zoo, demo.size),
+        "reason": reason,
+    }
+
+
+def zoo_build_text(build: dict[str, Any]) -> str:
+    minutes = build["expected_seconds"] / 60
+    took = f"about {minutes:.0f} min" if minutes >= 1 else f"about {build['expected_seconds']} s"
+    return (
+        f"the {build['size']} {build['zoo']} demo zoo is not built yet; it will be built first "
+        f"under {build['folder']} ({took} on an idle 2-core machine, once; later runs reuse it). "
+        f"{build['hint']} beforehand, or let this run build it. Tensors and memory are known once it is built."
+    )
+
+
 def demo_family_paths(
     demo: DemoSource, console: Console, *, build: bool = True
 ) -> tuple[Path, dict[str, Path]]:
