@@ -320,3 +320,25 @@ def test_every_page_of_the_navigation_exists():
     listed = re.findall(r'st\.Page\("([^"]+)"', Path(APP).read_text())
     assert len(listed) == len(PAGES)
     assert all((Path(APP).parent / page).is_file() for page in listed)
+
+
+def test_base_picker_offers_merged_outputs_only_when_asked_and_labelled(data_root):
+    """Issue 15 bug 7: merged outputs are not offered as models unless asked, then labelled."""
+    base, tasks = write_family(data_root / "family", tasks=2)
+    merged = data_root / "merged" / "model.safetensors"
+    merged.parent.mkdir()
+    save_file(
+        {"encoder.layer.0.weight": torch.zeros(2, 2)},
+        str(merged),
+        metadata={"method": "ties", "input_paths": "[]"},
+    )
+    app = open_app()
+    app.radio(key="models_choice").set_value("My checkpoints").run()
+
+    def base_options() -> list[str]:
+        return next(box for box in app.selectbox if box.label == "Base checkpoint").options
+
+    assert "family/base" in base_options()
+    assert not any("merged" in option for option in base_options())
+    app.checkbox(key="models_include_merged").check().run()
+    assert "[merged] merged" in base_options()
