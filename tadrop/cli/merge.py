@@ -68,9 +68,14 @@ class MemoryEstimate:
 
 
 def process_peak_rss() -> int:
-    """Peak resident memory of this process so far, in bytes (ru_maxrss is KiB on Linux)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
+    """Peak resident memory of this process so far, in bytes: Linux's VmHWM, else ru_maxrss
+    (which a child inherits from its parent at fork, so it overstates a small child's peak)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) * 1024
+    except (OSError, AttributeError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
 
 
 def estimate_memory(
