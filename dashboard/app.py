@@ -16,12 +16,12 @@ st.set_page_config(page_title="tadrop", page_icon=":material/target:", layout="w
 state.init_session()
 page = st.navigation(
     [
-        st.Page("pages/models.py", title="Models", icon=":material/inventory_2:", default=True),
-        st.Page("pages/heterogeneity.py", title="Heterogeneity", icon=":material/thermostat:"),
-        st.Page("pages/landscape.py", title="Sparsity landscape", icon=":material/map:"),
-        st.Page("pages/merge.py", title="Merge & evaluate", icon=":material/merge_type:"),
-        st.Page("pages/export.py", title="Export", icon=":material/download:"),
-        st.Page("pages/learn.py", title="Learn", icon=":material/school:"),
+        st.Page("views/models.py", title="Models", icon=":material/inventory_2:", default=True),
+        st.Page("views/heterogeneity.py", title="Heterogeneity", icon=":material/thermostat:"),
+        st.Page("views/landscape.py", title="Sparsity landscape", icon=":material/map:"),
+        st.Page("views/merge.py", title="Merge & evaluate", icon=":material/merge_type:"),
+        st.Page("views/export.py", title="Export", icon=":material/download:"),
+        st.Page("views/learn.py", title="Learn", icon=":material/school:"),
     ]
 )
 page.run()

@@ -124,13 +124,82 @@ def safe_file_name(name: str, *, suffix: str) -> str:
     return f"{cleaned}{suffix}"
 
 
-def find_checkpoints(roots: Sequence[Path], *, max_depth: int = 4, limit: int = 400) -> list[Path]:
+def find_checkpoints(
+    roots: Sequence[Path], *, max_depth: int = 4, limit: int = 400, include_merged: bool = False
+) -> list[Path]:
     """Checkpoint files and folders under the roots, for the pickers (hidden folders skipped).
 
     A folder holding a Hugging Face style checkpoint (``model.safetensors``, a shard index,
     ``pytorch_model.bin``, a LoRA adapter) is listed as the folder; other files one by one.
+    Head-only files (a bare linear layer, such as the demo zoo's ``heads/``) are never listed;
+    outputs of a merge (``is_merged_output``) only with ``include_merged``.
     """
     found: list[Path] = []
+    for entry in _checkpoint_entries(roots, max_depth):
+        if entry in found or not is_inside(entry.resolve(), roots):
+            continue
+        header = _safetensors_header(entry)
+        if _is_head_only(header) or (_is_merged(header) and not include_merged):
+            continue
+        found.append(entry)
+        if len(found) >= limit:
+            break
+    return found
+
+
+def is_merged_output(checkpoint: Path) -> bool:
+    """True for what ``tadrop merge`` (or the dashboard's export) wrote: its safetensors
+    metadata names the merge ``method`` (tadrop.merge.save) and the input checkpoints."""
+    return _is_merged(_safetensors_header(checkpoint))
+
+
+def checkpoint_label(checkpoint: Path, roots: Sequence[Path]) -> str:
+    """A picker's label: the path under its root, ``[merged]`` first for a merge's output."""
+    shown = display_path(checkpoint, roots)
+    return f"[merged] {shown}" if is_merged_output(checkpoint) else shown
+
+
+def _is_merged(header: tuple[dict[str, str], list[str]] | None) -> bool:
+    return header is not None and "method" in header[0] and "input_paths" in header[0]
+
+
+def _is_head_only(header: tuple[dict[str, str], list[str]] | None) -> bool:
+    """At most 4 tensors, each a bare ``weight``/``bias`` or ``<one name>.weight``/``.bias``: a
+    linear head (and its probe), not a model with module paths."""
+    if header is None or not header[1] or len(header[1]) > 4:
+        return False
+    return all(
+        key.count(".") <= 1 and key.rsplit(".", 1)[-1] in {"weight", "bias"} for key in header[1]
+    )
+
+
+def _safetensors_header(checkpoint: Path) -> tuple[dict[str, str], list[str]] | None:
+    """(metadata, tensor names) of a safetensors file or a folder's first weights file; None
+    when there is none or it cannot be read (the loader reports that when it is chosen)."""
+    from safetensors import SafetensorError, safe_open
+
+    file = _weights_file(checkpoint)
+    if file is None:
+        return None
+    try:
+        with safe_open(str(file), framework="np") as opened:
+            return opened.metadata() or {}, list(opened.keys())
+    except (OSError, SafetensorError):  # damaged: still offered; loading it names the problem
+        return None
+
+
+def _weights_file(checkpoint: Path) -> Path | None:
+    if checkpoint.is_file():
+        return checkpoint if checkpoint.suffix == ".safetensors" else None
+    for name in ("model.safetensors", "adapter_model.safetensors"):
+        if (checkpoint / name).is_file():
+            return checkpoint / name
+    shards = sorted(checkpoint.glob("*.safetensors"))
+    return shards[0] if shards else None
+
+
+def _checkpoint_entries(roots: Sequence[Path], max_depth: int) -> Iterable[Path]:
+    """Checkpoint folders and loose weight files under the roots, hidden folders skipped."""
     for root in roots:
         for folder, subfolders, files in os.walk(root, followlinks=False):
             depth = len(Path(folder).relative_to(root).parts)
@@ -138,16 +207,10 @@ def find_checkpoints(roots: Sequence[Path], *, max_depth: int = 4, limit: int = 
                 name for name in subfolders if not name.startswith(".") and depth < max_depth
             )
             if any(_is_folder_checkpoint(name) for name in files):
-                entries = [Path(folder)]
+                yield Path(folder)
             else:
                 entries = [Path(folder) / name for name in sorted(files)]
-                entries = [path for path in entries if _CHECKPOINT_FILES.search(path.name)]
-            for entry in entries:
-                if entry not in found and is_inside(entry.resolve(), roots):
-                    found.append(entry)
-                if len(found) >= limit:
-                    return found
-    return found
+                yield from (path for path in entries if _CHECKPOINT_FILES.search(path.name))
 
 
 def _is_folder_checkpoint(file_name: str) -> bool:

@@ -166,9 +166,9 @@ def magnitude_histogram(
 
 
 @st.cache_data(show_spinner=False, ttl=30)
-def checkpoint_candidates(roots: tuple[Path, ...]) -> list[Path]:
+def checkpoint_candidates(roots: tuple[Path, ...], include_merged: bool = False) -> list[Path]:
     """Checkpoints found under the data roots, for the pickers (looked up again every 30 s)."""
-    return paths.find_checkpoints(roots)
+    return paths.find_checkpoints(roots, include_merged=include_merged)
 
 
 def request_cancel() -> None:

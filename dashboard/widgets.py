@@ -19,7 +19,7 @@ from tadrop.sparsify.magnitude import COUNT_RULES
 from tadrop.sparsify.tadrop_drop import quantile_problem
 from tadrop.task_vectors import ModelFamily
 
-MODELS_PAGE = "pages/models.py"
+MODELS_PAGE = "views/models.py"
 EPS_CHOICES = (1e-12, 1e-9, 1e-6, 1e-4, 1e-3, 1e-2)
 
 # Text parameters with a fixed set of values, shown as a select box (the library's constants).

@@ -293,7 +293,8 @@ def test_float_dtype_mismatch_is_a_note(workdir: Path, capsys) -> None:
     (note,) = payload["plan"]["notes"]
     assert "1 fine-tuned tensor(s) are bfloat16 where the base is float32" in note
     assert "task0:encoder.layer.0.attention.self.query.weight" in note
-    assert main(["merge", str(workdir / "run.yaml"), "--dry-run"]) == 0
+    # the output exists now: a dry run refuses it like the real run, unless --overwrite
+    assert main(["merge", str(workdir / "run.yaml"), "--dry-run", "--overwrite"]) == 0
     assert "note:        1 fine-tuned tensor(s) are bfloat16" in capsys.readouterr().out
 
 

@@ -49,7 +49,7 @@ def open_app(source: FamilySource | None = None, page: str = "models") -> AppTes
         app.session_state["family_source"] = source
     app.run()
     if page != "models":
-        app.switch_page(f"pages/{page}.py").run()
+        app.switch_page(f"views/{page}.py").run()
     return app
 
 
@@ -150,7 +150,7 @@ def test_moving_b_changes_the_drop_rate_table_and_the_sparsity(family_source):
     table_after = app.dataframe[0].value
     assert (table_after.to_numpy() > table_before.to_numpy()).all()  # smaller Q_b: larger d
     assert app.metric[0].value != overall_before
-    app.switch_page("pages/heterogeneity.py").run()
+    app.switch_page("views/heterogeneity.py").run()
     assert "b = 0.8" in app.caption[0].value  # the setting follows to other pages
 
 
@@ -166,7 +166,7 @@ def test_moving_a_slider_reads_no_tensor(family_source, monkeypatch):
         assert not app.exception and not messages(app, "error")
     monkeypatch.undo()
     monkeypatch.setattr(tadrop_stats, "compute_stats", no_reading)
-    app.switch_page("pages/heterogeneity.py").run()  # the statistics table is not recomputed
+    app.switch_page("views/heterogeneity.py").run()  # the statistics table is not recomputed
     assert not app.exception and not messages(app, "error")
 
 
@@ -264,7 +264,7 @@ def test_export_writes_the_model_and_a_config_the_cli_accepts(family_source, dat
     app = open_app(family_source, "merge")
     app.checkbox(key="merge_compare").uncheck().run()
     app.button(key="merge_run").click().run()
-    app.switch_page("pages/export.py").run()
+    app.switch_page("views/export.py").run()
     app.text_input(key="export_dir").set_value("out/model").run()
     app.button(key="export_write").click().run()
     assert not app.exception and not messages(app, "error")
@@ -280,7 +280,7 @@ def test_export_writes_emrs_compact_artifact(family_source, data_root):
     app = open_app(family_source, "merge")
     app.checkbox(key="merge_compare").uncheck().run()
     app.button(key="merge_run").click().run()
-    app.switch_page("pages/export.py").run()
+    app.switch_page("views/export.py").run()
     app.radio(key="export_layout").set_value(
         "Compact artifact (unified vector, bit masks, rescalers)"
     ).run()
@@ -296,7 +296,7 @@ def test_export_writes_emrs_compact_artifact(family_source, data_root):
 def test_export_refuses_a_folder_outside_the_root(family_source):
     app = open_app(family_source, "merge")
     app.button(key="merge_run").click().run()
-    app.switch_page("pages/export.py").run()
+    app.switch_page("views/export.py").run()
     app.text_input(key="export_dir").set_value("/tmp/elsewhere").run()
     assert any("outside the data root" in text for text in messages(app, "error"))
     assert not app.get("button") or "export_write" not in [b.key for b in app.button]
@@ -306,10 +306,56 @@ def test_two_sessions_do_not_share_runs_or_settings(family_source):
     first = open_app(family_source, "merge")
     second = open_app(family_source, "merge")
     first.button(key="merge_run").click().run()
-    first.switch_page("pages/landscape.py").run()
+    first.switch_page("views/landscape.py").run()
     first.slider(key="slider_b").set_value(0.8).run()
     second.run()
     assert len(first.session_state["runs"]) == 2
     assert second.session_state["runs"] == []
-    second.switch_page("pages/landscape.py").run()
+    second.switch_page("views/landscape.py").run()
     assert second.slider(key="slider_b").value == 0.95
+
+
+def test_no_legacy_pages_folder_next_to_the_app():
+    """Issue 15 bug 5: a `pages/` folder beside app.py makes Streamlit start every session in
+    its legacy multipage mode (sidebar of file names, blank page) until `st.navigation` runs.
+    Streamlit decides this from the folder alone (`PagesManager.uses_pages_directory`)."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    assert not (Path(APP).parent / "pages").exists()
+    saved = PagesManager.uses_pages_directory
+    PagesManager.uses_pages_directory = None  # the class caches the first app's answer
+    try:
+        PagesManager(APP)
+        assert PagesManager.uses_pages_directory is False
+    finally:
+        PagesManager.uses_pages_directory = saved
+
+
+def test_every_page_of_the_navigation_exists():
+    import re
+
+    listed = re.findall(r'st\.Page\("([^"]+)"', Path(APP).read_text())
+    assert len(listed) == len(PAGES)
+    assert all((Path(APP).parent / page).is_file() for page in listed)
+
+
+def test_base_picker_offers_merged_outputs_only_when_asked_and_labelled(data_root):
+    """Issue 15 bug 7: merged outputs are not offered as models unless asked, then labelled."""
+    base, tasks = write_family(data_root / "family", tasks=2)
+    merged = data_root / "merged" / "model.safetensors"
+    merged.parent.mkdir()
+    save_file(
+        {"encoder.layer.0.weight": torch.zeros(2, 2)},
+        str(merged),
+        metadata={"method": "ties", "input_paths": "[]"},
+    )
+    app = open_app()
+    app.radio(key="models_choice").set_value("My checkpoints").run()
+
+    def base_options() -> list[str]:
+        return next(box for box in app.selectbox if box.label == "Base checkpoint").options
+
+    assert "family/base" in base_options()
+    assert not any("merged" in option for option in base_options())
+    app.checkbox(key="models_include_merged").check().run()
+    assert "[merged] merged" in base_options()

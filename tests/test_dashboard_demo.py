@@ -30,7 +30,7 @@ def demo_env(quick_text_zoo, tmp_path, monkeypatch) -> Path:
 def open_page(page: str) -> AppTest:
     app = AppTest.from_file(APP, default_timeout=600).run()
     if page != "models":
-        app.switch_page(f"pages/{page}.py").run()
+        app.switch_page(f"views/{page}.py").run()
     return app
 
 
@@ -55,7 +55,7 @@ def test_emr_with_and_without_tadrop_is_evaluated_and_compared(demo_env, quick_t
     app = open_page("models")
     app.multiselect(key="models_demo_tasks").set_value(merged_tasks).run()
     assert {metric.label: metric.value for metric in app.metric}["Tasks"] == "2"
-    app.switch_page("pages/merge.py").run()
+    app.switch_page("views/merge.py").run()
     assert app.selectbox(key="merge_method").value == "emr"
     assert app.selectbox(key="merge_sparsifier").value == "tadrop"
     assert app.checkbox(key="merge_evaluate").value
@@ -74,7 +74,7 @@ def test_emr_with_and_without_tadrop_is_evaluated_and_compared(demo_env, quick_t
     bars = app.get("plotly_chart")[0].proto.spec
     assert "emr + tadrop" in bars and "individual" in bars
 
-    app.switch_page("pages/export.py").run()
+    app.switch_page("views/export.py").run()
     config = yaml.safe_load(app.code[-1].value)
     assert config["demo"] == {"zoo": "text", "size": "quick", "tasks": merged_tasks}
     assert "eval" in config

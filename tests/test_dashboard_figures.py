@@ -200,7 +200,7 @@ def test_empty_tables_give_a_figure_with_a_message(draw):
     ["figures", "paths", "uploads", "runs", "sweeps", "exports", "png", "sources", "demo"],
 )
 def test_logic_modules_do_not_import_streamlit(module):
-    """Only app.py, pages/, state.py and widgets.py may touch streamlit."""
+    """Only app.py, views/, state.py and widgets.py may touch streamlit."""
     import ast
     from pathlib import Path
 

@@ -133,3 +133,70 @@ def test_upload_limit_from_the_environment():
     assert paths.upload_limit_bytes({paths.ENV_UPLOAD_LIMIT_MB: "3"}) == 3 * 2**20
     with pytest.raises(PathRefused, match="whole number"):
         paths.upload_limit_bytes({paths.ENV_UPLOAD_LIMIT_MB: "lots"})
+
+
+def _write(path, tensors: dict, metadata: dict | None = None):
+    import torch
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: torch.zeros(v) for k, v in tensors.items()}, str(path), metadata=metadata)
+
+
+MODEL_TENSORS = {"encoder.layer.0.weight": (4, 4), "encoder.layer.0.bias": (4,)}
+
+
+def test_pickers_leave_out_heads_and_offer_merged_outputs_apart(tmp_path):
+    """Issue 15 bug 7: a merge's output is labelled as merged, never offered as a base or a
+    fine-tuned model by default; head-only files (the zoo's heads/) are not models."""
+    root = tmp_path.resolve()
+    _write(root / "zoo" / "base" / "model.safetensors", MODEL_TENSORS, {"role": "base"})
+    _write(root / "zoo" / "tasks" / "a" / "model.safetensors", MODEL_TENSORS, {"task": "a"})
+    _write(
+        root / "zoo" / "heads" / "a.safetensors",
+        {"weight": (3, 4), "bias": (3,), "base_probe.weight": (3, 4), "base_probe.bias": (3,)},
+    )
+    _write(root / "classifier.safetensors", {"classifier.weight": (3, 4)})
+    merged_meta = {"method": "ties", "input_paths": json.dumps([str(root / "zoo" / "base")])}
+    _write(root / "merged" / "ties" / "model.safetensors", MODEL_TENSORS, merged_meta)
+    _write(root / "merged" / "emr" / "a" / "model.safetensors", MODEL_TENSORS, merged_meta)
+    _write(root / "merged" / "loose.safetensors", MODEL_TENSORS, merged_meta)
+
+    models = paths.find_checkpoints([root])
+    assert set(models) == {root / "zoo" / "base", root / "zoo" / "tasks" / "a"}
+    merged = {
+        root / "merged" / "ties",
+        root / "merged" / "emr" / "a",
+        root / "merged" / "loose.safetensors",
+    }
+    everything = paths.find_checkpoints([root], include_merged=True)
+    assert set(everything) == set(models) | merged
+    assert {path for path in everything if paths.is_merged_output(path)} == merged
+    assert not any(paths.is_merged_output(path) for path in models)
+    assert paths.checkpoint_label(root / "merged" / "ties", [root]).startswith("[merged]")
+    assert paths.checkpoint_label(root / "zoo" / "base", [root]) == "zoo/base"
+
+
+def test_unreadable_checkpoints_are_still_offered(root):
+    """A file whose header cannot be read is listed; loading it reports the problem."""
+    assert paths.find_checkpoints([root]) == [root / "models" / "base"]
+    assert not paths.is_merged_output(root / "models" / "base")
+
+
+def test_a_real_merge_output_is_recognised(tmp_path, monkeypatch):
+    from family_fixtures import write_family
+
+    from tadrop.cli import main
+
+    root = tmp_path.resolve()
+    write_family(root / "models", tasks=2)
+    (root / "run.yaml").write_text(
+        "base: models/base\nmodels: [models/task0, models/task1]\nmethod: ties\n"
+        "output: {path: merged}\n"
+    )
+    monkeypatch.chdir(root)
+    assert main(["merge", "run.yaml", "-q"]) == 0
+    assert paths.is_merged_output(root / "merged")
+    assert root / "merged" not in paths.find_checkpoints([root])
+    assert root / "merged" in paths.find_checkpoints([root], include_merged=True)
+    assert not paths.is_merged_output(root / "models" / "base")

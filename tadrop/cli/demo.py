@@ -3,10 +3,13 @@ model family of a config (``demo: {zoo: text, size: quick}``)."""
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,47 @@ def ensure_zoo(
     console.info(f"building the {size} {zoo} demo zoo (first use; later runs reuse it)...")
     build_zoo(zoo, size, home, progress=_zoo_progress(console))
     return load_zoo(zoo, size, home)
+
+
+# Wall-clock build time of each zoo on this project's idle 2-core build machine (docs/zoo.md,
+# "Build times"); a dry run quotes it when the zoo is not built yet.
+MEASURED_BUILD_SECONDS = {
+    ("text", "quick"): 133,
+    ("image", "quick"): 17,
+    ("text", "full"): 523,
+    ("image", "full"): 125,
+}
+
+
+def zoo_build_plan(demo: DemoSource, home: Path | None = None) -> dict[str, Any] | None:
+    """None when the demo zoo opens; else what a real run builds first (and how long it takes)."""
+    from tadrop.zoo import RECIPES, ZooError, load_zoo, zoo_path
+    from tadrop.zoo.load import rebuild_hint
+
+    try:
+        load_zoo(demo.zoo, demo.size, home)
+        return None
+    except ZooError as error:
+        reason = str(error)
+    return {
+        "zoo": demo.zoo,
+        "size": demo.size,
+        "folder": str(zoo_path(demo.zoo, demo.size, home)),
+        "tasks": list(demo.tasks or RECIPES[(demo.zoo, demo.size)].tasks),
+        "expected_seconds": MEASURED_BUILD_SECONDS[(demo.zoo, demo.size)],
+        "hint": rebuild_hint(demo.zoo, demo.size),
+        "reason": reason,
+    }
+
+
+def zoo_build_text(build: dict[str, Any]) -> str:
+    minutes = build["expected_seconds"] / 60
+    took = f"about {minutes:.0f} min" if minutes >= 1 else f"about {build['expected_seconds']} s"
+    return (
+        f"the {build['size']} {build['zoo']} demo zoo is not built yet; it will be built first "
+        f"under {build['folder']} ({took} on an idle 2-core machine, once; later runs reuse it). "
+        f"{build['hint']} beforehand, or let this run build it. Tensors and memory are known once it is built."
+    )
 
 
 def demo_family_paths(
@@ -104,4 +148,40 @@ def command_dashboard(args, console: Console) -> int:
                 raise UsageError(f"--data-root {root}: no such folder.")
         command, environ = dashboard_command(args.port, args.data_root)
     console.info("starting: " + " ".join(command))
-    return subprocess.call(command, env=environ)
+    server = subprocess.Popen(command, env=environ, preexec_fn=_dies_with_parent(os.getpid()))
+    try:
+        return server.wait()
+    finally:  # Ctrl-C, SIGTERM and SIGHUP arrive here as KeyboardInterrupt (tadrop.io.signals)
+        stop_child(server)
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _dies_with_parent(parent_pid: int) -> Callable[[], None] | None:
+    """A preexec_fn that makes the child get SIGTERM when the parent dies, even by SIGKILL
+    (Linux ``prctl(PR_SET_PDEATHSIG)``); None elsewhere, where only the handled signals stop it."""
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def set_death_signal() -> None:
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent_pid:  # the parent died before prctl: no signal will come
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_death_signal
+
+
+def stop_child(child: subprocess.Popen, *, grace_s: float = 10.0) -> None:
+    """SIGTERM the child if it still runs, wait ``grace_s`` for it to stop, then SIGKILL it."""
+    if child.poll() is not None:
+        return
+    child.terminate()
+    try:
+        child.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()

@@ -37,7 +37,7 @@ def zoo_path(zoo: str = "text", size: str = "quick", home: str | os.PathLike | N
 
 
 def rebuild_hint(zoo: str, size: str) -> str:
-    return f"Build it with: python3 -m tadrop.zoo build --zoo {zoo} --size {size}"
+    return f"Build it with: tadrop demo build --zoo {zoo} --size {size}"
 
 
 @dataclass(frozen=True)

@@ -65,8 +65,14 @@ def demo_section() -> None:
 
 def own_section() -> None:
     upload_section()
-    candidates = state.checkpoint_candidates(roots)
-    shown = {str(path): paths.display_path(path, roots) for path in candidates}
+    include_merged = st.checkbox(
+        "Also offer merged outputs",
+        key="models_include_merged",
+        help="Folders written by tadrop merge or Export, labelled [merged]. Head-only files "
+        "(such as the demo zoo's heads/) are never offered: they are not models.",
+    )
+    candidates = state.checkpoint_candidates(roots, include_merged)
+    shown = {str(path): paths.checkpoint_label(path, roots) for path in candidates}
     with st.form("models_own"):
         base = st.selectbox("Base checkpoint", list(shown), format_func=shown.get, index=None)
         finetuned = st.multiselect(
