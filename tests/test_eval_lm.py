@@ -1,0 +1,189 @@
+"""Causal LM evaluation on a tiny Llama family: each metric equals a hand computation from the
+model's logits on a 3-example file; individual models beat the base on their task and a task
+arithmetic merge lands between; the CLI, the README's example and the dashboard score it."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from eval_fixtures import example_module, state_dict, task_arithmetic
+from transformers import AutoTokenizer, LlamaForCausalLM
+
+from tadrop.evaluate import CausalLMEvaluator, EvaluationError, infer_kind
+from tadrop.evaluate.causal_lm import first_line
+from tadrop.evaluate.lm_data import check_lm_file, infer_lm_metric
+
+TASKS = ("up", "down")
+
+
+@pytest.fixture(scope="module")
+def lm(tiny_families):
+    return tiny_families / "lm"
+
+
+@pytest.fixture(scope="module")
+def models(lm):
+    base = state_dict(lm / "base")
+    tasks = {task: state_dict(lm / task) for task in TASKS}
+    return {"base": base, **tasks, "merged": task_arithmetic(base, list(tasks.values()))}
+
+
+def write_jsonl(path, records):
+    path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    return path
+
+
+def token_logprobs(model, ids: list[int]) -> torch.Tensor:
+    """log p(ids[t] | ids[:t]) for t >= 1, by hand from one forward pass."""
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([ids])).logits[0].double()
+    return torch.log_softmax(logits, dim=-1)[:-1].gather(1, torch.tensor(ids[1:])[:, None])[:, 0]
+
+
+def test_individual_models_beat_the_base_and_the_merge_lands_between(lm, models):
+    evaluator = CausalLMEvaluator(
+        lm / "base", {task: lm / "data" / f"{task}.txt" for task in TASKS}, device="cpu"
+    )
+    perplexity = {
+        (name, task): evaluator.evaluate(task, models[name])["perplexity"]
+        for name in ("base", "merged", *TASKS)
+        for task in TASKS
+    }
+    for task in TASKS:  # lower is better
+        assert perplexity[task, task] < perplexity["merged", task] < perplexity["base", task]
+
+
+def test_perplexity_equals_the_hand_computation(lm, models, tmp_path):
+    text = tmp_path / "three.txt"
+    documents = ["+abc= bcd", "-hag= gfh", "+ddd= eee"]
+    text.write_text("\n\n".join(documents) + "\n", encoding="utf-8")
+    evaluator = CausalLMEvaluator(lm / "base", {"up": text}, device="cpu")
+    scores = evaluator.evaluate("up", models["up"])
+    model = LlamaForCausalLM.from_pretrained(lm / "up").eval()
+    tokenizer = AutoTokenizer.from_pretrained(lm / "up")
+    nll = torch.cat(
+        [
+            -token_logprobs(
+                model, [tokenizer.bos_token_id, *tokenizer.encode(doc, add_special_tokens=False)]
+            )
+            for doc in documents
+        ]
+    )
+    assert scores["n"] == len(nll) == 3 * 9  # BOS predicts nothing; 9 characters each
+    assert scores["perplexity"] == pytest.approx(math.exp(float(nll.mean())), rel=1e-5)
+    expected_stderr = scores["perplexity"] * float(nll.std()) / math.sqrt(len(nll))
+    assert scores["perplexity_stderr"] == pytest.approx(expected_stderr, rel=1e-4)
+
+
+def test_acc_and_acc_norm_equal_the_hand_computation_where_they_differ(lm, models, tmp_path):
+    """A short and a long choice: the summed log-likelihood favours the short one, the
+    per-character one (lm-evaluation-harness's acc_norm) the long one."""
+    records = [
+        {"question": "+abc=", "choices": ["b", "bcdefghabc"], "answer": 1},
+        {"question": "-def=", "choices": ["cde", "c"], "answer": "cde"},
+        {"question": "+hhh=", "choices": ["a", "aaaaaaaaa", "zz"], "answer": 1},
+    ]
+    data = write_jsonl(tmp_path / "three.jsonl", records)
+    scores = CausalLMEvaluator(lm / "base", {"t": data}, device="cpu").evaluate("t", models["base"])
+    model = LlamaForCausalLM.from_pretrained(lm / "base").eval()
+    tokenizer = AutoTokenizer.from_pretrained(lm / "base")
+    hits, hits_norm = [], []
+    for record in records:
+        context = [
+            tokenizer.bos_token_id,
+            *tokenizer.encode(record["question"], add_special_tokens=False),
+        ]
+        likelihoods = []
+        for choice in record["choices"]:
+            continuation = tokenizer.encode(" " + choice, add_special_tokens=False)
+            likelihoods.append(
+                float(token_logprobs(model, context + continuation)[-len(continuation) :].sum())
+            )
+        answer = record["answer"]
+        gold = answer if isinstance(answer, int) else record["choices"].index(answer)
+        normed = [
+            value / len(choice)
+            for value, choice in zip(likelihoods, record["choices"], strict=True)
+        ]
+        hits.append(max(range(len(likelihoods)), key=likelihoods.__getitem__) == gold)
+        hits_norm.append(max(range(len(normed)), key=normed.__getitem__) == gold)
+    assert scores["n"] == 3
+    assert scores["acc"] == pytest.approx(sum(hits) / 3)
+    assert scores["acc_norm"] == pytest.approx(sum(hits_norm) / 3)
+    assert scores["acc"] != scores["acc_norm"]  # the file is built so that they differ
+    p = scores["acc"]
+    assert scores["acc_stderr"] == pytest.approx(math.sqrt(p * (1 - p) / 3))
+
+
+def test_exact_match_equals_greedy_generation_one_prompt_at_a_time(lm, models, tmp_path):
+    module = example_module()
+    prompts = [module.lm_example("up", word) for word in ("abc", "hgf")] + [("+ab=", "zz")]
+    records = [{"prompt": prompt, "answer": answer} for prompt, answer in prompts]
+    data = write_jsonl(tmp_path / "three.jsonl", records)
+    scores = CausalLMEvaluator(lm / "base", {"up": data}, device="cpu", batch_size=3).evaluate(
+        "up", models["up"]
+    )
+    model = LlamaForCausalLM.from_pretrained(lm / "up").eval()
+    tokenizer = AutoTokenizer.from_pretrained(lm / "up")
+    hits = []
+    for prompt, answer in prompts:
+        ids = torch.tensor(
+            [[tokenizer.bos_token_id, *tokenizer.encode(prompt, add_special_tokens=False)]]
+        )
+        out = model.generate(input_ids=ids, max_new_tokens=32, do_sample=False, pad_token_id=0)
+        hits.append(
+            first_line(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)) == answer
+        )
+    assert scores == pytest.approx(
+        {
+            "exact_match": sum(hits) / 3,
+            "exact_match_stderr": math.sqrt(sum(hits) / 3 * (1 - sum(hits) / 3) / 3),
+            "n": 3,
+        }
+    )
+    assert hits[2] is False
+
+
+def test_files_tell_their_metric_or_say_what_to_write(lm, tmp_path):
+    assert infer_lm_metric(lm / "data" / "up.txt") == "perplexity"
+    assert infer_lm_metric(lm / "data" / "up_choice.jsonl") == "multiple_choice"
+    assert infer_lm_metric(lm / "data" / "up_generate.jsonl") == "exact_match"
+    odd = write_jsonl(tmp_path / "odd.jsonl", [{"input": "x", "target": "y"}])
+    with pytest.raises(ValueError, match="cannot tell the metric.*set eval.metric"):
+        infer_lm_metric(odd)
+    with pytest.raises(ValueError, match=r"needs the keys \['choices', 'question'\]"):
+        check_lm_file(lm / "data" / "up_generate.jsonl", "multiple_choice")
+    bad = write_jsonl(
+        tmp_path / "bad.jsonl", [{"question": "q", "choices": ["a", "b"], "answer": 5}]
+    )
+    with pytest.raises(ValueError, match="record 1: 'answer' 5"):
+        CausalLMEvaluator(lm / "base", {"t": bad}, device="cpu").evaluate("t", {})
+
+
+def test_state_dicts_of_another_model_are_refused(lm, models):
+    evaluator = CausalLMEvaluator(lm / "base", {"up": lm / "data" / "up.txt"}, device="cpu")
+    with pytest.raises(EvaluationError, match="not in the model"):
+        evaluator.evaluate("up", {"encoder.weight": torch.zeros(2)})
+    name = "model.embed_tokens.weight"
+    with pytest.raises(EvaluationError, match="has shape"):
+        evaluator.evaluate("up", {name: torch.zeros(3, 3)})
+
+
+def test_a_left_out_tensor_is_the_bases_even_after_another_model(lm, models):
+    """Scoring a model, then a state dict without one tensor, restores that tensor."""
+    evaluator = CausalLMEvaluator(lm / "base", {"up": lm / "data" / "up.txt"}, device="cpu")
+    base_score = evaluator.evaluate("up", models["base"])
+    evaluator.evaluate("up", models["up"])
+    partial = {name: tensor for name, tensor in models["base"].items() if "layers.1" not in name}
+    assert evaluator.evaluate("up", partial) == base_score
+
+
+def test_kind_is_read_from_config_json(lm, tiny_families, tmp_path):
+    assert infer_kind(lm / "base") == "causal_lm"
+    assert infer_kind(tiny_families / "clip" / "base") == "clip"
+    (tmp_path / "config.json").write_text('{"architectures": ["MysteryNet"]}')
+    with pytest.raises(EvaluationError, match="cannot tell.*set eval.kind"):
+        infer_kind(tmp_path)
