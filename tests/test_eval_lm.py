@@ -187,3 +187,57 @@ def test_kind_is_read_from_config_json(lm, tiny_families, tmp_path):
     (tmp_path / "config.json").write_text('{"architectures": ["MysteryNet"]}')
     with pytest.raises(EvaluationError, match="cannot tell.*set eval.kind"):
         infer_kind(tmp_path)
+
+
+def test_readme_example_evaluates_both_tiny_families_from_the_cli(tiny_families, capsys):
+    """README "Evaluate your own models": the example's eval.yaml files run with exit 0 and
+    print per-task scores with n and standard errors (individual and base measured too)."""
+    from tadrop.cli import main
+
+    for name, metric in (("lm", "acc_norm"), ("clip", "accuracy")):
+        code = main(["eval", str(tiny_families / name / "eval.yaml"), "--overwrite"])
+        printed = capsys.readouterr().out
+        assert code == 0, printed
+        header = printed.splitlines()[0]
+        for column in ("merged", "individual", "base", "n", "merged_stderr", "base_stderr"):
+            assert column in header.split()
+        assert metric in printed and (tiny_families / name / "merged.eval.csv").is_file()
+
+
+def test_cli_eval_refuses_a_family_whose_kind_it_cannot_tell(lm, tmp_path, capsys):
+    import shutil
+
+    from tadrop.cli import main
+
+    for folder in ("base", "up"):
+        shutil.copytree(lm / folder, tmp_path / folder)
+    config = json.loads((tmp_path / "base" / "config.json").read_text())
+    config["architectures"] = ["MysteryNet"]
+    (tmp_path / "base" / "config.json").write_text(json.dumps(config))
+    (tmp_path / "eval.yaml").write_text(
+        "base: base\nmodels: [up]\nmethod: task_arithmetic\neval: {data: {up: up_data.txt}}\n"
+    )
+    (tmp_path / "up_data.txt").write_text("+abc= bcd\n")
+    assert main(["eval", str(tmp_path / "eval.yaml")]) == 2
+    error = capsys.readouterr().err
+    assert "cannot tell which evaluator fits" in error and "set eval.kind" in error
+
+
+def test_config_validation_names_the_task_whose_file_does_not_fit(lm, tmp_path):
+    from tadrop.config import ConfigError, validate_config
+
+    config = {
+        "base": str(lm / "base"),
+        "models": {"up": str(lm / "up")},
+        "method": "task_arithmetic",
+        "eval": {
+            "kind": "causal_lm",
+            "metric": "multiple_choice",
+            "data": {"up": str(lm / "data" / "up.txt")},
+        },
+    }
+    with pytest.raises(ConfigError, match="eval.data.up"):
+        validate_config(config, folder=tmp_path)
+    config["eval"]["data"]["up"] = str(tmp_path / "missing.jsonl")
+    with pytest.raises(ConfigError, match="does not exist"):
+        validate_config(config, folder=tmp_path)
