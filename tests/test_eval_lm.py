@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -192,8 +193,19 @@ def test_kind_is_read_from_config_json(lm, tiny_families, tmp_path):
 def test_readme_example_evaluates_both_tiny_families_from_the_cli(tiny_families, capsys):
     """README "Evaluate your own models": the example's eval.yaml files run with exit 0 and
     print per-task scores with n and standard errors (individual and base measured too)."""
+    import re
+
     from tadrop.cli import main
 
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = re.search(r"## Evaluate your own models\n.*?```bash\n(.*?)```", readme, re.S).group(1)
+    script, *evals = [line.split("#")[0].split() for line in block.strip().splitlines()]
+    assert script[:2] == ["python", "examples/tiny_eval_family.py"]  # what tiny_families ran
+    assert [command[:2] for command in evals] == [["tadrop", "eval"]] * 2
+    assert [Path(command[2]).relative_to(script[2]) for command in evals] == [
+        Path("lm/eval.yaml"),
+        Path("clip/eval.yaml"),
+    ]
     for name, metric in (("lm", "acc_norm"), ("clip", "accuracy")):
         code = main(["eval", str(tiny_families / name / "eval.yaml"), "--overwrite"])
         printed = capsys.readouterr().out
@@ -241,3 +253,82 @@ def test_config_validation_names_the_task_whose_file_does_not_fit(lm, tmp_path):
     config["eval"]["data"]["up"] = str(tmp_path / "missing.jsonl")
     with pytest.raises(ConfigError, match="does not exist"):
         validate_config(config, folder=tmp_path)
+
+
+def test_dashboard_scores_an_own_family_on_attached_files(tiny_families, monkeypatch):
+    """Merge & evaluate on an own causal-LM family: one JSONL file per task typed under the
+    data root; the run's table holds merged, individual and base scores with n."""
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard.sources import FamilySource
+
+    monkeypatch.setenv("TADROP_DATA_ROOT", str(tiny_families))
+    monkeypatch.setenv("TADROP_HOME", str(tiny_families / "no_demo_here"))
+    lm = tiny_families / "lm"
+    source = FamilySource(
+        label="tiny llama",
+        base=str(lm / "base"),
+        finetuned=(str(lm / "up"), str(lm / "down")),
+        task_names=TASKS,
+    )
+    app_file = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+    app = AppTest.from_file(str(app_file), default_timeout=120)
+    app.session_state["demo_build_tried"] = True
+    app.session_state["family_source"] = source
+    app.run()
+    app.switch_page("pages/merge.py").run()
+    assert app.checkbox(key="merge_evaluate").disabled  # nothing attached yet
+    app.text_input(key="eval_data_up").set_value("lm/data/up_choice.jsonl").run()
+    app.text_input(key="eval_data_down").set_value("../outside.jsonl").run()
+    assert any("'..' are refused" in error.value for error in app.error)
+    app.text_input(key="eval_data_down").set_value("lm/data/down_choice.jsonl").run()
+    app.selectbox(key="merge_method").set_value("task_arithmetic").run()
+    app.checkbox(key="merge_compare").uncheck().run()
+    app.checkbox(key="merge_evaluate").check().run()
+    app.button(key="merge_run").click().run()
+    assert not app.exception and not [error.value for error in app.error]
+    results = app.session_state["runs"][0].results
+    assert set(results["task"]) == set(TASKS) and set(results["metric"]) == {"acc", "acc_norm"}
+    assert results[["merged", "individual", "base"]].notna().all().all()
+    assert (results["n"] == 24).all() and results["merged_stderr"].notna().all()
+
+
+def test_harness_results_become_flat_scores_with_n():
+    from tadrop.evaluate.harness import flatten_results
+
+    output = {
+        "results": {
+            "mc": {"alias": "mc", "acc,none": 0.5, "acc_stderr,none": 0.1, "x,none": "N/A"}
+        },
+        "n-samples": {"mc": {"original": 30, "effective": 25}},
+    }
+    assert flatten_results(output, ["mc"]) == {"acc": 0.5, "acc_stderr": 0.1, "n": 25}
+
+
+def test_harness_is_optional_and_says_how_to_install(lm):
+    from tadrop.evaluate.harness import HarnessEvaluator, lm_eval_available
+
+    if lm_eval_available():
+        pytest.skip("lm_eval is installed: the refusal does not apply")
+    with pytest.raises(EvaluationError, match=r"pip install 'tadrop\[lm-eval\]'"):
+        HarnessEvaluator(lm / "base", {"up": "my_task"})
+
+
+def test_harness_task_on_local_data_runs_on_the_in_memory_model(lm, models, tmp_path):
+    pytest.importorskip("lm_eval")
+    from tadrop.evaluate.harness import HarnessEvaluator
+
+    (tmp_path / "up_mc.yaml").write_text(
+        "task: up_mc\ndataset_path: json\n"
+        f"dataset_kwargs: {{data_files: {{test: {lm / 'data' / 'up_choice.jsonl'}}}}}\n"
+        "test_split: test\noutput_type: multiple_choice\ndoc_to_text: '{{question}}'\n"
+        "doc_to_choice: '{{choices}}'\ndoc_to_target: '{{answer}}'\n"
+        "metric_list: [{metric: acc}, {metric: acc_norm}]\n"
+    )
+    evaluator = HarnessEvaluator(lm / "base", {"up": "up_mc"}, include_path=tmp_path, device="cpu")
+    scores = evaluator.evaluate("up", models["up"])
+    ours = CausalLMEvaluator(
+        lm / "base", {"up": lm / "data" / "up_choice.jsonl"}, device="cpu"
+    ).evaluate("up", models["up"])
+    assert scores["n"] == ours["n"] == 24
+    assert 0.0 <= scores["acc"] <= 1.0 and "acc_norm" in scores
