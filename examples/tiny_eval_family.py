@@ -112,7 +112,7 @@ def write_lm_family(folder: Path, *, steps: int = 120, seed: int = 0) -> Path:
             ids = torch.cat([torch.full((32, 1), tokenizer.bos_token_id), batch.input_ids], 1)
             return model(input_ids=ids, labels=ids).loss
 
-        train(model, loss, model.parameters(), steps, 1e-2)
+        train(model, loss, model.parameters(), steps, 3e-3)
         save_model(model, tokenizer, folder / task)
         write_lm_data(folder / "data", task, lm_words(seed + 1, 24))
     return folder

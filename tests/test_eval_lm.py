@@ -55,6 +55,12 @@ def test_individual_models_beat_the_base_and_the_merge_lands_between(lm, models)
     }
     for task in TASKS:  # lower is better
         assert perplexity[task, task] < perplexity["merged", task] < perplexity["base", task]
+    choice = CausalLMEvaluator(
+        lm / "base", {task: lm / "data" / f"{task}_choice.jsonl" for task in TASKS}, device="cpu"
+    )
+    for task in TASKS:
+        accuracy = {name: choice.evaluate(task, models[name])["acc"] for name in ("base", task)}
+        assert accuracy[task] > accuracy["base"]
 
 
 def test_perplexity_equals_the_hand_computation(lm, models, tmp_path):
