@@ -206,14 +206,17 @@ def eval_spec(
     return EvalSpec(kind or infer_kind(source.base), tuple(data), metric, template)
 
 
-def build_own_evaluator(source: FamilySource, spec: EvalSpec, device: str) -> LockedEvaluator:
-    """The evaluator of an EvalSpec (tadrop.evaluate), shareable between sessions."""
+def build_own_evaluator(
+    source: FamilySource, spec: EvalSpec, device: str, task_names: Sequence[str]
+) -> LockedEvaluator:
+    """The evaluator of an EvalSpec (tadrop.evaluate), shareable between sessions;
+    ``task_names`` are the family's, in the order of ``source.finetuned``."""
     options: dict[str, Any] = {}
     if spec.kind == "causal_lm":
         options["metric"] = spec.metric or None
     if spec.kind == "clip":
         options["template"] = spec.template or None
-    models = dict(zip(source.task_names, source.finetuned, strict=False))
+    models = dict(zip(task_names, source.finetuned, strict=True))
     evaluator = build_evaluator(
         spec.kind,
         base=source.base,

@@ -90,10 +90,10 @@ def evaluator(source: FamilySource) -> SharedEvaluator:
 
 @st.cache_resource(show_spinner="Loading the evaluation model…", max_entries=2)
 def own_evaluator(
-    source: FamilySource, spec: run_records.EvalSpec, device_name: str
+    source: FamilySource, spec: run_records.EvalSpec, device_name: str, _family: ModelFamily
 ) -> run_records.LockedEvaluator:
     """The evaluator of the data attached to an own family (one model module, data cached)."""
-    return run_records.build_own_evaluator(source, spec, device_name)
+    return run_records.build_own_evaluator(source, spec, device_name, _family.task_names)
 
 
 @st.cache_data(show_spinner="Scoring the fine-tuned and base models (once)…", max_entries=8)

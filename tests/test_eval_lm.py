@@ -338,3 +338,23 @@ def test_harness_task_on_local_data_runs_on_the_in_memory_model(lm, models, tmp_
     ).evaluate("up", models["up"])
     assert scores["n"] == ours["n"] == 24
     assert 0.0 <= scores["acc"] <= 1.0 and "acc_norm" in scores
+
+
+def test_table_inverts_perplexity_and_gives_reference_accuracies_a_stderr():
+    from tadrop.evaluate import evaluate
+
+    class Fixed:
+        tasks = ["t"]
+
+        def evaluate(self, task, state_dict):
+            return {"perplexity": 4.0, "perplexity_stderr": 0.5, "acc": 0.5, "n": 16}
+
+    individual = {"t": {"perplexity": 2.0, "acc": 0.75}}
+    table = evaluate(lambda task: {}, Fixed(), individual=individual, base={"t": {"acc": 0.25}})
+    rows = table.set_index("metric")
+    assert rows.loc["perplexity", "normalized"] == 0.5  # individual / merged: lower is better
+    assert rows.loc["acc", "normalized"] == pytest.approx(0.5 / 0.75)
+    assert rows.loc["acc", "individual_stderr"] == pytest.approx(math.sqrt(0.75 * 0.25 / 16))
+    assert rows.loc["acc", "base_stderr"] == pytest.approx(math.sqrt(0.25 * 0.75 / 16))
+    assert rows.loc["perplexity", "merged_stderr"] == 0.5
+    assert math.isnan(rows.loc["perplexity", "individual_stderr"])  # not a proportion

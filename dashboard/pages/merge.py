@@ -50,7 +50,7 @@ def make_evaluator():
     """The demo zoo's evaluator, or the own family's with its cached reference scores."""
     if source.is_demo:
         return state.evaluator(source)
-    shared = state.own_evaluator(source, spec, state.device())
+    shared = state.own_evaluator(source, spec, state.device(), family)
     individual, base = state.own_reference_scores(source.key, spec, state.device(), shared, family)
     return shared.with_references(individual, base)
 

@@ -14,7 +14,8 @@ task, except EMR which rebuilds one per task). One module per kind of model:
     table = evaluate(result.model_for, load_zoo("text", "quick"))
 
 gives one row per task and metric: ``merged``, ``individual`` (the task's fine-tuned model),
-``base`` (the pretrained model), ``normalized = merged / individual``, the sample count ``n``
+``base`` (the pretrained model), ``normalized = merged / individual`` (individual / merged
+for perplexity, so 1 is "as good" and < 1 "worse" for every metric), the sample count ``n``
 and each score's standard error. For the zoo, ``individual`` and ``base`` come from its
 manifest, so only merged models run.
 """
@@ -32,14 +33,15 @@ from tadrop.evaluate.clip import CLIPEvaluator
 from tadrop.evaluate.kinds import KINDS, build_evaluator, infer_kind
 from tadrop.evaluate.scores import (
     COUNT,
-    STDERR_SUFFIX,
     EvaluationError,
     Evaluator,
     Scores,
     StateDict,
     binomial_stderr,
     metric_names,
+    normalized,
     score_tasks,
+    stderr_of,
 )
 from tadrop.evaluate.sequence import HFSequenceClassificationEvaluator
 from tadrop.evaluate.zoo import ZooEvaluator
@@ -68,7 +70,7 @@ def evaluate(
     base: Scores | None = None,
     progress: Callable[[float, str], None] | None = None,
 ) -> pd.DataFrame:
-    """One row per task and metric: merged, individual, base and normalized (merged/individual).
+    """One row per task and metric: merged, individual, base, normalized, n, standard errors.
 
     `model_for(task)` returns the backbone state dict to score for `task` (a MergeResult may
     be passed directly). `evaluator` may be a Zoo (its ZooEvaluator is used). `individual` and
@@ -103,6 +105,7 @@ def table_rows(
 ) -> list[dict[str, Any]]:
     """The table's rows of one task: one per metric, its three scores, n and standard errors."""
     rows = []
+    n = merged.get(COUNT, math.nan)
     for metric in metric_names(merged):
         reference = individual.get(metric, math.nan)
         row = {
@@ -111,11 +114,11 @@ def table_rows(
             "merged": merged[metric],
             "individual": reference,
             "base": base.get(metric, math.nan),
-            "normalized": merged[metric] / reference if reference else math.nan,
-            "n": merged.get(COUNT, math.nan),
+            "normalized": normalized(metric, merged[metric], reference),
+            "n": n,
         }
         for column, scores in (("merged", merged), ("individual", individual), ("base", base)):
-            row[f"{column}_stderr"] = scores.get(f"{metric}{STDERR_SUFFIX}", math.nan)
+            row[f"{column}_stderr"] = stderr_of(metric, scores, n)
         rows.append(row)
     return rows
 

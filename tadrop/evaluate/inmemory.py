@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -46,6 +47,7 @@ class InMemoryModel:
             alias: canonical for canonical, names in self._aliases.items() for alias in names
         }
         self._changed: set[str] = set()  # canonical names no longer holding the base's values
+        self._checkpoint: Any = None  # the base's files, opened when a tensor must be restored
 
     def load(self, state_dict: StateDict) -> torch.nn.Module:
         """The module holding ``state_dict`` (other float tensors: the base's)."""
@@ -70,7 +72,9 @@ class InMemoryModel:
         return self.module
 
     def _base_tensor(self, canonical: str) -> torch.Tensor:
-        checkpoint = open_checkpoint(self.folder)
+        if self._checkpoint is None:
+            self._checkpoint = open_checkpoint(self.folder)
+        checkpoint = self._checkpoint
         names = [alias for alias in self._aliases[canonical] if alias in checkpoint.keys()]
         if not names:
             raise EvaluationError(

@@ -18,6 +18,8 @@ Scores = Mapping[str, Mapping[str, float]]  # task -> {metric: value, metric_std
 StateDict = Mapping[str, torch.Tensor]
 STDERR_SUFFIX = "_stderr"
 COUNT = "n"
+PROPORTIONS = frozenset({"accuracy", "acc", "acc_norm", "exact_match"})  # binomial stderr
+LOWER_IS_BETTER = frozenset({"perplexity"})
 
 
 class EvaluationError(ValueError):
@@ -58,6 +60,25 @@ def perplexity_scores(token_nll: torch.Tensor) -> dict[str, float]:
         f"perplexity{STDERR_SUFFIX}": perplexity * spread / math.sqrt(n),
         COUNT: n,
     }
+
+
+def normalized(metric: str, merged: float, individual: float) -> float:
+    """The merge's score relative to the fine-tuned model's, 1 = as good, < 1 = worse:
+    merged / individual, or individual / merged for metrics where lower is better."""
+    if metric in LOWER_IS_BETTER:
+        merged, individual = individual, merged
+    return merged / individual if individual else math.nan
+
+
+def stderr_of(metric: str, scores: Mapping[str, float], n: float) -> float:
+    """A score's standard error: as recorded, else the binomial one of a proportion on n
+    examples (reference accuracies recorded without it, such as the demo zoo's manifest)."""
+    recorded = scores.get(f"{metric}{STDERR_SUFFIX}")
+    if recorded is not None:
+        return recorded
+    if metric in PROPORTIONS and metric in scores and n == n:
+        return binomial_stderr(scores[metric], int(n))
+    return math.nan
 
 
 def metric_names(scores: Mapping[str, float]) -> list[str]:
