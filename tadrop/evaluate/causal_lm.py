@@ -159,16 +159,20 @@ class CausalLMEvaluator:
             sequences = [requests[index][0][-(self.max_length + 1) :] for index in chosen]
             width = max(len(sequence) for sequence in sequences) - 1
             inputs = torch.zeros(len(chosen), width, dtype=torch.long)
+            targets = torch.zeros(len(chosen), width, dtype=torch.long)
             mask = torch.zeros(len(chosen), width, dtype=torch.long)
             for row, sequence in enumerate(sequences):
                 inputs[row, : len(sequence) - 1] = torch.tensor(sequence[:-1])
+                targets[row, : len(sequence) - 1] = torch.tensor(sequence[1:])
                 mask[row, : len(sequence) - 1] = 1
             logits = module(input_ids=inputs.to(device), attention_mask=mask.to(device)).logits
-            logprobs = F.log_softmax(logits.float(), dim=-1).cpu()  # (batch, width, vocab)
+            # log p(target) without a (batch, width, vocab) copy: minus the cross-entropy
+            logprobs = -F.cross_entropy(
+                logits.float().transpose(1, 2), targets.to(device), reduction="none"
+            ).cpu()  # (batch, width)
             for row, index in enumerate(chosen):
                 sequence, count = sequences[row], requests[index][1]
-                targets = torch.tensor(sequence[1:])
-                values = logprobs[row, : len(targets)].gather(1, targets[:, None])[:, 0]
+                values = logprobs[row, : len(sequence) - 1].double()
                 results[index] = values[-count:]
         return results
 
