@@ -297,6 +297,9 @@ def test_dashboard_scores_an_own_family_on_attached_files(tiny_families, monkeyp
     assert set(results["task"]) == set(TASKS) and set(results["metric"]) == {"acc", "acc_norm"}
     assert results[["merged", "individual", "base"]].notna().all().all()
     assert (results["n"] == 24).all() and results["merged_stderr"].notna().all()
+    assert list(app.selectbox(key="merge_metric").options) == ["acc", "acc_norm"]
+    shown = app.table[0].value
+    assert {"merged", "individual", "base", "n"} <= set(shown.columns)
 
 
 def test_harness_results_become_flat_scores_with_n():

@@ -171,7 +171,13 @@ def show_runs() -> None:
     results = runs.results_table(chosen_records)
     if not results.empty:
         value = st.radio("Show", ["merged", "normalized"], horizontal=True, key="merge_value")
-        st.plotly_chart(figures.results_bars(results, value=value), key="merge_bars")
+        metrics = list(dict.fromkeys(results["metric"]))
+        if len(metrics) > 1:  # e.g. acc and acc_norm: one metric per chart
+            shown = st.selectbox("Metric", metrics, key="merge_metric")
+            plotted = results[results["metric"] == shown]
+        else:
+            plotted = results
+        st.plotly_chart(figures.results_bars(plotted, value=value), key="merge_bars")
         st.table(results.round(4))
     for record in chosen_records:
         if record.diagnostics is not None:
