@@ -331,7 +331,7 @@ def test_harness_is_optional_and_says_how_to_install(lm):
 
 
 def test_harness_task_on_local_data_runs_on_the_in_memory_model(lm, models, tmp_path):
-    pytest.importorskip("lm_eval")
+    pytest.importorskip("lm_eval.models.huggingface")
     from tadrop.evaluate.harness import HarnessEvaluator
 
     (tmp_path / "up_mc.yaml").write_text(
@@ -342,12 +342,15 @@ def test_harness_task_on_local_data_runs_on_the_in_memory_model(lm, models, tmp_
         "metric_list: [{metric: acc}, {metric: acc_norm}]\n"
     )
     evaluator = HarnessEvaluator(lm / "base", {"up": "up_mc"}, include_path=tmp_path, device="cpu")
-    scores = evaluator.evaluate("up", models["up"])
+    scores = evaluator.evaluate("up", models["merged"])
     ours = CausalLMEvaluator(
-        lm / "base", {"up": lm / "data" / "up_choice.jsonl"}, device="cpu"
-    ).evaluate("up", models["up"])
+        lm / "base", {"up": lm / "data" / "up_choice.jsonl"}, device="cpu", add_bos=False
+    ).evaluate("up", models["merged"])
     assert scores["n"] == ours["n"] == 24
-    assert 0.0 <= scores["acc"] <= 1.0 and "acc_norm" in scores
+    assert scores["acc"] == pytest.approx(ours["acc"])  # the harness's HFLM adds no BOS
+    assert scores["acc_norm"] == pytest.approx(ours["acc_norm"])
+    p = ours["acc"]
+    assert scores["acc_stderr"] == pytest.approx(math.sqrt(p * (1 - p) / 23))  # n - 1 there
 
 
 def test_table_inverts_perplexity_and_gives_reference_accuracies_a_stderr():

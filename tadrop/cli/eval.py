@@ -84,6 +84,7 @@ def own_evaluator(config: RunConfig, family, device: str):
     options = {"batch_size": settings.batch_size, "tokenizer": settings.tokenizer}
     if kind == "causal_lm":
         options |= {"metric": settings.metric, "max_new_tokens": settings.max_new_tokens}
+        options["add_bos"] = settings.add_bos
     elif kind == "clip":
         options |= {"template": settings.template, "heads": settings.heads}
     else:

@@ -149,6 +149,7 @@ class EvalConfig(_Section):
     tokenizer: InputPath | None = None  # default: the base folder's tokenizer
     batch_size: Annotated[int, Field(gt=0)] | None = None  # default: the evaluator's own
     max_new_tokens: Annotated[int, Field(gt=0)] = 32  # exact match: generated tokens
+    add_bos: bool = True  # causal LMs: start with BOS (false: lm-evaluation-harness's default)
     # lm-evaluation-harness (tadrop[lm-eval]): family task -> harness task name(s), and a
     # folder of harness task YAMLs (e.g. pointing at local JSONL files)
     lm_eval_tasks: dict[str, str | list[str]] | None = None

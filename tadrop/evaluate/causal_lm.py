@@ -7,7 +7,10 @@ the continuation's tokens are those of ``tokenize(question + continuation)`` aft
 question's tokens. ``acc`` picks the choice of highest log-likelihood, ``acc_norm`` the highest
 log-likelihood divided by the choice's length in characters (the harness's ``len(choice)``;
 bytes for ASCII text). Exact match generates greedily, keeps the first line, strips spaces and
-compares with the answer. The tokenizer's BOS token, when it has one, starts every sequence.
+compares with the answer. The tokenizer's BOS token, when it has one, starts every sequence;
+``add_bos=False`` leaves it out as lm-evaluation-harness's ``HFLM`` does by default (its
+``add_bos_token=False``): with it, acc and acc_norm equal the harness's (a test checks this).
+Standard errors are sqrt(p (1 - p) / n); the harness divides by n - 1.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class CausalLMEvaluator:
         batch_size: int = 8,
         max_length: int = 1024,
         max_new_tokens: int = 32,
+        add_bos: bool = True,
     ) -> None:
         self.base = Path(base)
         self.data = {task: Path(path) for task, path in data.items()}
@@ -57,6 +61,7 @@ class CausalLMEvaluator:
         self.batch_size = batch_size
         self.max_length = max_length
         self.max_new_tokens = max_new_tokens
+        self.add_bos = add_bos
         self._model: InMemoryModel | None = None
         self._tokenizer: Any = None
 
@@ -95,11 +100,12 @@ class CausalLMEvaluator:
         return self._tokenizer
 
     def encode(self, text: str, *, start: bool = True) -> list[int]:
-        """Token ids of ``text`` (no special tokens), after BOS when ``start`` and one exists."""
+        """Token ids of ``text`` (no special tokens), after BOS when ``start``, ``add_bos``
+        and the tokenizer has one."""
         tokenizer = self.tokenizer()
         ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
         bos = tokenizer.bos_token_id
-        return ([bos] if start and bos is not None else []) + ids
+        return ([bos] if start and self.add_bos and bos is not None else []) + ids
 
     # -- perplexity ---------------------------------------------------------------------
     def _perplexity(self, module: torch.nn.Module, path: Path) -> dict[str, float]:
@@ -121,8 +127,10 @@ class CausalLMEvaluator:
         continuation = context[len(stripped) :] + continuation
         whole = self.encode(stripped + continuation)
         context_length = len(self.encode(stripped))
-        if context_length == 0:  # no BOS and no context: predict from the EOS token
-            whole = [self.tokenizer().eos_token_id, *whole]
+        if context_length == 0:  # no BOS, no context: the harness's prefix token (BOS, else EOS)
+            tokenizer = self.tokenizer()
+            prefix = tokenizer.bos_token_id
+            whole = [tokenizer.eos_token_id if prefix is None else prefix, *whole]
             context_length = 1
         return whole, len(whole) - context_length
 

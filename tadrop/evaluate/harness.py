@@ -21,8 +21,9 @@ from tadrop.evaluate.scores import COUNT, EvaluationError, StateDict
 
 
 def lm_eval_available() -> bool:
+    """Whether the harness and its Hugging Face backend (``lm_eval[hf]``) import."""
     try:
-        import lm_eval  # noqa: F401
+        import lm_eval.models.huggingface  # noqa: F401
     except ImportError:
         return False
     return True
