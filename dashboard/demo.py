@@ -3,10 +3,10 @@ evaluating a merge on its test data. No streamlit import; pages pass progress ca
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from dashboard.runs import LockedEvaluator
 from dashboard.sources import FamilySource
 from tadrop import zoo
 
@@ -70,29 +70,18 @@ def open_demo_zoo(source: FamilySource) -> zoo.Zoo:
     return zoo.load_zoo(source.demo_zoo, source.demo_size, home=Path(source.zoo_dir).parent.parent)
 
 
-class SharedEvaluator:
-    """The demo zoo's evaluator, shared by every session of the server.
-
-    ``ZooEvaluator`` loads each scored model into one backbone module, so two sessions must not
-    evaluate at the same time: calls take turns on a lock. Encoded test sets stay cached.
-    """
+class SharedEvaluator(LockedEvaluator):
+    """The demo zoo's evaluator, shared by every session of the server (calls take turns on
+    the lock: ``ZooEvaluator`` loads each scored model into one backbone module). Encoded test
+    sets stay cached; individual and base accuracies come from the zoo's manifest."""
 
     def __init__(self, loaded: zoo.Zoo) -> None:
         from tadrop.evaluate import ZooEvaluator
 
-        self._evaluator = ZooEvaluator(loaded)
-        self._lock = threading.Lock()
-
-    @property
-    def tasks(self) -> list[str]:
-        return self._evaluator.tasks
+        super().__init__(ZooEvaluator(loaded))
 
     def individual_scores(self) -> dict[str, dict[str, float]]:
-        return self._evaluator.individual_scores()
+        return self.evaluator.individual_scores()
 
     def base_scores(self) -> dict[str, dict[str, float]]:
-        return self._evaluator.base_scores()
-
-    def evaluate(self, task: str, state_dict) -> dict[str, float]:
-        with self._lock:
-            return self._evaluator.evaluate(task, state_dict)
+        return self.evaluator.base_scores()

@@ -3,15 +3,19 @@ them. No streamlit: the Merge page passes a progress callback and stores the rec
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from dashboard.paths import resolve_user_path
+from dashboard.sources import FamilySource
 from tadrop.diagnostics import merge_diagnostics
-from tadrop.evaluate import Evaluator, evaluate
+from tadrop.evaluate import Evaluator, Scores, build_evaluator, evaluate, infer_kind
 from tadrop.merge import MergeMethod, MergeResult, run_merge
 from tadrop.registry import METHODS, SPARSIFIERS, build_merge, resolve_preset
 from tadrop.sparsify import Sparsifier
@@ -167,7 +171,11 @@ def evaluate_record(
     normalized)."""
     if record.result is None:
         raise ValueError(f"Run {record.label} no longer holds its merged model; run it again.")
-    tasks = record.result.family.task_names  # the merged tasks, maybe a subset of the zoo's
+    merged = record.result.family.task_names  # the merged tasks, maybe a subset of the zoo's
+    scored = getattr(evaluator, "tasks", merged)  # own families: the tasks given data
+    tasks = [task for task in merged if task in scored]
+    if not tasks:
+        raise ValueError(f"No evaluation data for the tasks of {record.label}: {merged}.")
     return evaluate(record.result, evaluator, tasks, progress=progress)
 
 
@@ -176,3 +184,91 @@ def diagnose_record(record: RunRecord) -> None:
     if record.result is None:
         raise ValueError(f"Run {record.label} no longer holds its merged model; run it again.")
     record.diagnostics, record.pair_diagnostics = merge_diagnostics(record.result)
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """Evaluation data attached to an own family: hashable, so it keys the caches."""
+
+    kind: str  # causal_lm | clip | sequence_classification
+    data: tuple[tuple[str, str], ...]  # (task, resolved file or folder)
+    metric: str = ""  # causal LMs: "" infers it from each file
+    template: str = ""  # CLIP: "" is the evaluator's default prompt
+
+
+def eval_spec(
+    source: FamilySource,
+    typed: Mapping[str, str],
+    roots: Sequence[Path],
+    *,
+    kind: str = "",
+    metric: str = "",
+    template: str = "",
+) -> EvalSpec | None:
+    """The EvalSpec of the paths typed per task (under the data roots; PathRefused else), or
+    None when no path is typed. ``kind`` "" reads it from the base's config.json."""
+    data = []
+    for task, text in typed.items():
+        if not text.strip():
+            continue
+        path = resolve_user_path(text, roots)
+        if not path.exists():
+            raise ValueError(f"Task {task}: {path} does not exist.")
+        data.append((task, str(path)))
+    if not data:
+        return None
+    return EvalSpec(kind or infer_kind(source.base), tuple(data), metric, template)
+
+
+def build_own_evaluator(
+    source: FamilySource, spec: EvalSpec, device: str, task_names: Sequence[str]
+) -> LockedEvaluator:
+    """The evaluator of an EvalSpec (tadrop.evaluate), shareable between sessions;
+    ``task_names`` are the family's, in the order of ``source.finetuned``."""
+    options: dict[str, Any] = {}
+    if spec.kind == "causal_lm":
+        options["metric"] = spec.metric or None
+    if spec.kind == "clip":
+        options["template"] = spec.template or None
+    models = dict(zip(task_names, source.finetuned, strict=True))
+    evaluator = build_evaluator(
+        spec.kind,
+        base=source.base,
+        data=dict(spec.data),
+        models=models,
+        options=options,
+        device=device,
+    )
+    return LockedEvaluator(evaluator)
+
+
+class LockedEvaluator:
+    """An evaluator shared by every session: it loads each scored model into one module, so
+    calls take turns on a lock. ``individual``/``base`` are its recorded reference scores."""
+
+    def __init__(
+        self, evaluator: Evaluator, individual: Scores | None = None, base: Scores | None = None
+    ) -> None:
+        self.evaluator = evaluator
+        self._lock = threading.Lock()
+        self._individual, self._base = individual or {}, base or {}
+
+    def with_references(self, individual: Scores, base: Scores) -> LockedEvaluator:
+        """The same evaluator and lock, reporting these individual and base scores."""
+        shared = LockedEvaluator(self.evaluator, individual, base)
+        shared._lock = self._lock
+        return shared
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.evaluator.tasks)
+
+    def individual_scores(self) -> Scores:
+        return self._individual
+
+    def base_scores(self) -> Scores:
+        return self._base
+
+    def evaluate(self, task: str, state_dict) -> dict[str, float]:
+        with self._lock:
+            return self.evaluator.evaluate(task, state_dict)

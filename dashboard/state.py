@@ -18,6 +18,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import exports, paths
+from dashboard import runs as run_records
 from dashboard.demo import SharedEvaluator, demo_home, demo_source, open_demo_zoo
 from dashboard.sources import FamilySource, open_family
 from tadrop import stats as tadrop_stats
@@ -87,6 +88,29 @@ def family(source: FamilySource) -> ModelFamily:
 def evaluator(source: FamilySource) -> SharedEvaluator:
     """The demo zoo's evaluator (backbone module, heads, encoded test sets), built once."""
     return SharedEvaluator(open_demo_zoo(source))
+
+
+@st.cache_resource(show_spinner="Loading the evaluation model…", max_entries=2)
+def own_evaluator(
+    source: FamilySource, spec: run_records.EvalSpec, device_name: str, _family: ModelFamily
+) -> run_records.LockedEvaluator:
+    """The evaluator of the data attached to an own family (one model module, data cached)."""
+    return run_records.build_own_evaluator(source, spec, device_name, _family.task_names)
+
+
+@st.cache_data(show_spinner="Scoring the fine-tuned and base models (once)…", max_entries=8)
+def own_reference_scores(
+    source_key: str,
+    spec: run_records.EvalSpec,
+    device_name: str,
+    _evaluator: run_records.LockedEvaluator,
+    _family: ModelFamily,
+) -> tuple[dict, dict]:
+    """(individual, base) scores of an own family on its attached data, computed once."""
+    from tadrop.evaluate.kinds import reference_scores
+
+    tasks = [task for task in _family.task_names if task in _evaluator.tasks]
+    return reference_scores(_evaluator, _family, tasks)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)

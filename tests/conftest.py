@@ -9,6 +9,7 @@ import os
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 import pytest  # noqa: E402
+from eval_fixtures import tiny_families  # noqa: E402, F401 (the evaluation tests' families)
 
 
 @pytest.fixture(scope="session")

@@ -283,7 +283,11 @@ def test_own_hf_models_merge_and_eval(tmp_path: Path, capsys) -> None:
     assert [row["task"] for row in rows] == ["task_a", "task_b"]
     assert all(0 <= row["merged"] <= 1 and 0 <= row["individual"] <= 1 for row in rows)
     saved = (tmp_path / "hf" / "merged.eval.csv").read_text().splitlines()
-    assert saved[0] == "point,task,metric,merged,individual,base,normalized,sparsity"
+    assert saved[0] == (
+        "point,task,metric,merged,individual,base,normalized,"
+        "n,merged_stderr,individual_stderr,base_stderr,sparsity"
+    )
+    assert [row["n"] for row in rows] == [4, 4]
 
 
 SAMPLES = sorted((Path(__file__).parent.parent / "sample_configs").glob("*.yaml"))

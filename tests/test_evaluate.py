@@ -138,7 +138,9 @@ def test_hf_evaluator_scores_the_given_backbone_with_the_task_head(tiny_classifi
         k[len("bert.") :]: v for k, v in own.items() if k.startswith("bert.")
     }
     expected = _expected_accuracy(model, folder, texts, labels)
-    assert evaluator.evaluate("toy", backbone_without_prefix) == {"accuracy": expected}
+    scores = evaluator.evaluate("toy", backbone_without_prefix)
+    assert scores["accuracy"] == expected and scores["n"] == len(texts) == 40
+    assert scores["accuracy_stderr"] == pytest.approx(math.sqrt(expected * (1 - expected) / 40))
 
     # Another backbone is scored with the task's own head, whatever head the state dict holds.
     torch.manual_seed(1)
@@ -152,7 +154,7 @@ def test_hf_evaluator_scores_the_given_backbone_with_the_task_head(tiny_classifi
             "classifier.bias": own["classifier.bias"],
         }
     )
-    assert shifted == {"accuracy": _expected_accuracy(reference, folder, texts, labels)}
+    assert shifted["accuracy"] == _expected_accuracy(reference, folder, texts, labels)
 
 
 def test_hf_evaluator_errors_name_the_problem(tiny_classifier, tmp_path):

@@ -5,12 +5,58 @@ import streamlit as st
 
 from dashboard import figures, runs, state, sweeps, widgets
 from tadrop import registry
+from tadrop.evaluate import KINDS
+from tadrop.evaluate.clip import DEFAULT_TEMPLATE
+from tadrop.evaluate.lm_data import LM_METRICS
 
 st.title("Merge & evaluate")
 source, family = widgets.require_family()
 records = state.runs()
-evaluable = source.is_demo
 a, b, eps = state.quantile_settings()
+
+
+def own_eval_data():
+    """Evaluation data typed per task for an own family: (EvalSpec or None)."""
+    with st.expander("Evaluation data: one file or folder per task, under the data root"):
+        st.caption(
+            "Causal LMs: a text file (perplexity) or JSON lines with question/choices/answer "
+            "(multiple choice) or prompt/answer (exact match). CLIP: an image folder with one "
+            "subfolder per class. Sequence classifiers: CSV/JSONL with text and label."
+        )
+        kind_column, metric_column = st.columns(2)
+        kind = kind_column.selectbox("Model kind", ["from config.json", *KINDS], key="eval_kind")
+        metric = metric_column.selectbox(
+            "Causal LM metric", ["from the file", *LM_METRICS], key="eval_metric"
+        )
+        template = st.text_input("CLIP prompt", DEFAULT_TEMPLATE, key="eval_template")
+        typed = {
+            task: st.text_input(f"Data for {task}", key=f"eval_data_{task}")
+            for task in family.task_names
+        }
+    return widgets.call_or_error(
+        lambda: runs.eval_spec(
+            source,
+            typed,
+            state.data_roots(),
+            kind="" if kind not in KINDS else kind,
+            metric="" if metric not in LM_METRICS else metric,
+            template=template,
+        ),
+        what="Evaluation data",
+    )
+
+
+def make_evaluator():
+    """The demo zoo's evaluator, or the own family's with its cached reference scores."""
+    if source.is_demo:
+        return state.evaluator(source)
+    shared = state.own_evaluator(source, spec, state.device(), family)
+    individual, base = state.own_reference_scores(source.key, spec, state.device(), shared, family)
+    return shared.with_references(individual, base)
+
+
+spec = None if source.is_demo else own_eval_data()
+evaluable = source.is_demo or spec is not None
 
 cancelled = st.session_state.pop("merge_cancelled", False)
 interrupted = st.session_state.pop("merge_running", False)
@@ -55,7 +101,11 @@ with st.container(border=True):
         disabled=sparsifier == "none",
     )
     evaluate = options[1].checkbox(
-        "Evaluate on the demo's test data" if evaluable else "Evaluate (needs the demo zoo)",
+        "Evaluate on the demo's test data"
+        if source.is_demo
+        else "Evaluate on the attached data"
+        if evaluable
+        else "Evaluate (attach data above)",
         value=evaluable,
         disabled=not evaluable,
         key="merge_evaluate",
@@ -66,41 +116,29 @@ with st.container(border=True):
     run_clicked = st.button("Run merge", type="primary", key="merge_run")
 
 
-def run_variant(variant_sparsifier: str, variant_params: dict) -> runs.RunRecord | None:
-    """Merge (then evaluate and diagnose) one variant with a progress bar; None on error."""
-    bar = st.progress(0.0, text="Merging…")
-
-    def progress(done: int, total: int, name: str) -> None:
-        bar.progress(done / total, text=f"Merging {done}/{total}: {name}")
-
-    record = widgets.call_or_error(
-        lambda: runs.execute_merge(
-            family,
-            number=len(records) + 1,
-            method=method,
-            sparsifier=variant_sparsifier,
-            method_params=method_params,
-            sparsifier_params=variant_params,
-            family_label=source.label,
-            family_key=source.key,
-            device=state.device(),
-            progress=progress,
-        ),
-        what="Merge",
+def run_variant(variant_sparsifier: str, variant_params: dict, progress) -> runs.RunRecord | None:
+    """Merge (then evaluate and diagnose) one variant, reporting to ``progress``."""
+    record = runs.execute_merge(
+        family,
+        number=len(records) + 1,
+        method=method,
+        sparsifier=variant_sparsifier,
+        method_params=method_params,
+        sparsifier_params=variant_params,
+        family_label=source.label,
+        family_key=source.key,
+        device=state.device(),
+        progress=lambda done, total, name: progress(done, total, f"Merging {done}/{total}: {name}"),
     )
-    if record is not None and evaluate:
-        record.results = widgets.call_or_error(
-            lambda: runs.evaluate_record(
-                record,
-                state.evaluator(source),
-                lambda fraction, text: bar.progress(fraction, text=f"Evaluating: {text}"),
-            ),
-            what="Evaluation",
+    if evaluate:
+        record.results = runs.evaluate_record(
+            record,
+            make_evaluator(),
+            lambda fraction, text: progress(round(fraction * 100), 100, f"Evaluating: {text}"),
         )
-    if record is not None and diagnose:
-        bar.progress(1.0, text="Diagnostics…")
-        widgets.call_or_error(lambda: runs.diagnose_record(record), what="Diagnostics")
-    bar.empty()
+    if diagnose:
+        progress(1, 1, "Diagnostics…")
+        runs.diagnose_record(record)
     return record
 
 
@@ -108,17 +146,19 @@ if run_clicked:
     variants = [(sparsifier, sparsifier_params)]
     if compare and sparsifier != "none":
         variants.append(("none", {}))
-    cancel_slot = st.empty()
-    cancel_slot.button("Cancel", key="merge_cancel", on_click=state.request_cancel)
     st.session_state["merge_running"] = True
-    for variant in variants:
-        record = run_variant(*variant)
+    for index, variant in enumerate(variants):
+        record = widgets.run_cancellable(
+            lambda progress, variant=variant: run_variant(*variant, progress),
+            key=f"merge_cancel_{index}",
+            label="Merging…",
+            what="Merge",
+        )
         if record is None:
             break
         records.append(record)
         runs.forget_old_models(records)
     st.session_state["merge_running"] = False
-    cancel_slot.empty()
 
 
 def show_runs() -> None:
@@ -131,7 +171,13 @@ def show_runs() -> None:
     results = runs.results_table(chosen_records)
     if not results.empty:
         value = st.radio("Show", ["merged", "normalized"], horizontal=True, key="merge_value")
-        st.plotly_chart(figures.results_bars(results, value=value), key="merge_bars")
+        metrics = list(dict.fromkeys(results["metric"]))
+        if len(metrics) > 1:  # e.g. acc and acc_norm: one metric per chart
+            shown = st.selectbox("Metric", metrics, key="merge_metric")
+            plotted = results[results["metric"] == shown]
+        else:
+            plotted = results
+        st.plotly_chart(figures.results_bars(plotted, value=value), key="merge_bars")
         st.table(results.round(4))
     for record in chosen_records:
         if record.diagnostics is not None:
@@ -176,7 +222,7 @@ with sweep_tab:
                 tadrop_as=sweeps.parse_numbers(tadrop_as),
                 b=b,
                 eps=eps,
-                evaluator=state.evaluator(source) if evaluate else None,
+                evaluator=make_evaluator() if evaluate else None,
                 device=state.device(),
                 progress=progress,
             ),
@@ -203,7 +249,7 @@ with grid_tab:
                 a_values=sweeps.parse_numbers(grid_as),
                 b_values=sweeps.parse_numbers(grid_bs),
                 eps=eps,
-                evaluator=state.evaluator(source) if evaluate else None,
+                evaluator=make_evaluator() if evaluate else None,
                 device=state.device(),
                 progress=progress,
             ),

@@ -2,9 +2,10 @@
 
 Demo zoo configs are scored on the zoo's held-out sets (``ZooEvaluator``; individual and base
 accuracies come from the zoo's manifest). Configs of your own models need ``eval.data``
-(task -> CSV/JSON-lines file with ``text`` and ``label`` columns) and fine-tuned folders that
-``transformers`` can load as sequence classifiers; individual and base accuracies are then
-measured here. The table is printed and saved as CSV.
+(task -> data file or image folder) and an evaluator kind (``eval.kind``: causal_lm, clip,
+sequence_classification; else read from the base's config.json); individual and base scores
+are then measured here with the same evaluator (``tadrop.evaluate``). The table, with the
+sample count n and each score's standard error, is printed and saved as CSV.
 """
 
 from __future__ import annotations
@@ -31,10 +32,9 @@ def csv_path(config: RunConfig, override: str | None) -> Path:
     return Path.cwd() / f"{config.label}.eval.csv"
 
 
-def make_evaluator(config: RunConfig, family):
+def make_evaluator(config: RunConfig, family, device: str = "auto"):
     """(evaluator, individual scores or None, base scores or None) for the config's family."""
-    from tadrop.evaluate import HFSequenceClassificationEvaluator, ZooEvaluator
-    from tadrop.experiments import base_state, finetuned_state
+    from tadrop.evaluate import ZooEvaluator
 
     settings = config.eval
     if config.demo is not None and (settings is None or settings.data is None):
@@ -44,24 +44,55 @@ def make_evaluator(config: RunConfig, family):
         individual = None if settings is None or settings.individual else {}
         base = None if settings is None or settings.base else {}
         return evaluator, individual, base
-    if settings is None or not settings.data:
+    if settings is None or not (settings.data or settings.lm_eval_tasks):
         raise UsageError(
-            "Nothing to evaluate on: add eval.data (task: labelled CSV file) to the config, or use a demo: block."
+            "Nothing to evaluate on: add eval.data (task: data file or image folder) to the "
+            "config, or use a demo: block."
         )
-    unknown = sorted(set(settings.data) - set(family.task_names))
+    evaluator = own_evaluator(config, family, device)
+    tasks = [task for task in settings.tasks or family.task_names if task in evaluator.tasks]
+    individual, base = {}, {}
+    if settings.individual or settings.base:
+        from tadrop.evaluate.kinds import reference_scores
+
+        individual, base = reference_scores(evaluator, family, tasks)
+    return evaluator, individual if settings.individual else {}, base if settings.base else {}
+
+
+def own_evaluator(config: RunConfig, family, device: str):
+    """The evaluator of eval.kind (else inferred from the base's config.json) on eval.data."""
+    from tadrop.evaluate import build_evaluator, infer_kind
+
+    settings = config.eval
+    data = dict(settings.data or {})
+    unknown = sorted((set(data) | set(settings.lm_eval_tasks or {})) - set(family.task_names))
     if unknown:
         raise UsageError(
             f"eval.data names unknown task(s) {unknown}; the tasks are {family.task_names}."
         )
-    models = {task: family.tasks[task].source for task in settings.data}
-    evaluator = HFSequenceClassificationEvaluator(models, settings.data)
+    if settings.lm_eval_tasks:
+        from tadrop.evaluate.harness import HarnessEvaluator
 
-    def scores(state_for) -> dict[str, dict[str, float]]:
-        return {task: evaluator.evaluate(task, state_for(task)) for task in settings.data}
-
-    individual = scores(lambda task: finetuned_state(family, task)) if settings.individual else {}
-    base = scores(lambda task: base_state(family)) if settings.base else {}
-    return evaluator, individual, base
+        return HarnessEvaluator(
+            config.base,
+            settings.lm_eval_tasks,
+            include_path=settings.lm_eval_include,
+            device=device,
+            batch_size=settings.batch_size or 8,
+        )
+    kind = settings.kind or infer_kind(config.base)
+    options = {"batch_size": settings.batch_size, "tokenizer": settings.tokenizer}
+    if kind == "causal_lm":
+        options |= {"metric": settings.metric, "max_new_tokens": settings.max_new_tokens}
+        options["add_bos"] = settings.add_bos
+    elif kind == "clip":
+        options |= {"template": settings.template, "heads": settings.heads}
+    else:
+        options.pop("tokenizer")
+    models = {task: family.tasks[task].source for task in data}
+    return build_evaluator(
+        kind, base=config.base, data=data, models=models, options=options, device=device
+    )
 
 
 def command_eval(args, console: Console) -> dict[str, Any]:
@@ -79,7 +110,8 @@ def command_eval(args, console: Console) -> dict[str, Any]:
         if output.exists() and not args.overwrite:
             raise UsageError(f"{output} already exists; pass --overwrite to replace it.")
         family = open_family(config, console)
-        evaluator, individual, base = make_evaluator(config, family)
+        device = args.device or config.device
+        evaluator, individual, base = make_evaluator(config, family, device)
         tasks = (config.eval.tasks if config.eval else None) or [
             t for t in family.task_names if t in getattr(evaluator, "tasks", family.task_names)
         ]
@@ -89,9 +121,7 @@ def command_eval(args, console: Console) -> dict[str, Any]:
                 f"eval.tasks names unknown task(s) {unknown}; the tasks are {family.task_names}."
             )
     tables = []
-    for label, result, seconds in merge_points(
-        config, family, console, device=args.device or config.device
-    ):
+    for label, result, seconds in merge_points(config, family, console, device=device):
         console.info(
             f"merged {label or config.method} in {seconds:.1f} s; evaluating {len(tasks)} task(s)..."
         )

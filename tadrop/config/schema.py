@@ -27,10 +27,13 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     ValidationInfo,
+    field_validator,
+    model_validator,
 )
 
 from tadrop.config.yaml_source import ConfigError
 
+LMMetric = Literal["perplexity", "multiple_choice", "exact_match"]
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 MAX_SWEEP_POINTS = 1000  # a sweep above this is refused unless its max_points: says more
 _BYTE_SIZE = TypeAdapter(ByteSize)
@@ -125,11 +128,58 @@ class OutputConfig(_Section):
 
 
 class EvalConfig(_Section):
+    """How merges are scored (docs/cli.md): the evaluator kind, one data file or folder per
+    task, and the kind's options. Checked here: paths exist, files fit the metric."""
+
+    # causal_lm | clip | sequence_classification; inferred from the base's config.json if omitted
+    kind: Literal["causal_lm", "clip", "sequence_classification"] | None = None
     tasks: list[str] | None = None  # tasks to evaluate; all of the family's when omitted
     csv: OutputPath | None = None  # default: OUT.eval.csv beside output.path (docs/cli.md)
     individual: bool = True  # also evaluate each fine-tuned model (for normalized accuracy)
     base: bool = True  # also evaluate the base model
-    data: dict[str, InputPath] | None = None  # own test sets: task -> CSV/JSONL (text, label)
+    # causal LMs: perplexity | multiple_choice | exact_match (one for all tasks or per task);
+    # inferred from each file's keys when omitted
+    metric: LMMetric | dict[str, LMMetric] | None = None
+    # own test sets, task -> path: CSV/JSONL (text, label) for sequence classifiers, a text or
+    # JSONL file for causal LMs, an image folder (one subfolder per class) for CLIP
+    data: dict[str, InputPath] | None = None
+    template: str | list[str] = "a photo of a {}."  # CLIP class-name prompt(s)
+    heads: dict[str, InputPath] | None = None  # CLIP: task -> classification head file
+    tokenizer: InputPath | None = None  # default: the base folder's tokenizer
+    batch_size: Annotated[int, Field(gt=0)] | None = None  # default: the evaluator's own
+    max_new_tokens: Annotated[int, Field(gt=0)] = 32  # exact match: generated tokens
+    add_bos: bool = True  # causal LMs: start with BOS (false: lm-evaluation-harness's default)
+    # lm-evaluation-harness (tadrop[lm-eval]): family task -> harness task name(s), and a
+    # folder of harness task YAMLs (e.g. pointing at local JSONL files)
+    lm_eval_tasks: dict[str, str | list[str]] | None = None
+    lm_eval_include: InputPath | None = None
+
+    @field_validator("template")
+    @classmethod
+    def _template_has_a_slot(cls, value: str | list[str]) -> str | list[str]:
+        from tadrop.evaluate.clip import check_templates
+
+        check_templates(value)
+        return value
+
+    @model_validator(mode="after")
+    def _data_fits_the_kind(self) -> EvalConfig:
+        from tadrop.evaluate.lm_data import check_lm_file
+
+        for task in sorted(set(self.heads or {}) - set(self.data or {})):
+            raise ValueError(f"eval.heads.{task}: no eval.data.{task} image folder to use it on")
+        for task, path in (self.data or {}).items():
+            metric = self.metric.get(task) if isinstance(self.metric, dict) else self.metric
+            if not path.exists():
+                continue  # a template's placeholder
+            if self.kind == "clip" and not path.is_dir():
+                raise ValueError(f"eval.data.{task}: {path} must be an image folder for clip")
+            if self.kind == "causal_lm" or (self.kind is None and metric is not None):
+                try:
+                    check_lm_file(path, metric)
+                except ValueError as error:
+                    raise ValueError(f"eval.data.{task}: {error}") from error
+        return self
 
 
 class SweepConfig(_Section):
