@@ -48,6 +48,15 @@ def data_roots() -> tuple[Path, ...]:
     return paths.data_roots(sys.argv[1:], default_roots=[demo_home()])
 
 
+def readable_roots(source: FamilySource) -> tuple[Path, ...]:
+    """Where the files of ``source``'s family may be read from: the data roots, plus the demo
+    zoo's own folder for the demo (tadrop built it; it may lie outside a --data-root)."""
+    roots = data_roots()
+    if source.is_demo and source.zoo_dir:
+        return (*roots, Path(source.zoo_dir).resolve())
+    return roots
+
+
 def quantile_settings() -> tuple[float, float, float]:
     """(a, b, eps) chosen in this session."""
     return (

@@ -49,7 +49,7 @@ else:
     if target is not None and st.button(
         "Write the merged checkpoint", type="primary", key="export_write"
     ):
-        with st.spinner(f"Writing {target}…"), paths.inside_roots(roots):
+        with st.spinner(f"Writing {target}…"), paths.inside_roots(state.readable_roots(source)):
             outcome = widgets.call_or_error(
                 lambda: exports.write_merged(
                     record.result, target, overwrite=overwrite, layout=layout
