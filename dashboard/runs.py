@@ -67,6 +67,13 @@ def classes_for(method: str, sparsifier: str) -> tuple[type[MergeMethod], type[S
     return METHODS[method], SPARSIFIERS.get(chosen or "")
 
 
+def default_export_index(records: list[RunRecord]) -> int:
+    """The run Export offers first: the newest one the user asked for, not the comparison run
+    without the sparsifier made beside it (``extras["baseline_of"]``)."""
+    asked = [i for i, record in enumerate(records) if "baseline_of" not in record.extras]
+    return asked[-1] if asked else len(records) - 1
+
+
 def execute_merge(
     family: ModelFamily,
     *,

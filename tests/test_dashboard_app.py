@@ -252,6 +252,7 @@ def test_sweep_and_grid_fill_their_figures(family_source):
     points = app.session_state["sweep_points"]
     assert list(points["sparsifier"]) == ["tadrop", "magnitude"]
     assert points["sparsity"].iloc[1] == pytest.approx(0.5, abs=0.01)
+    app.radio(key="merge_sweep_section").set_value("(a, b) sensitivity (Table 7)").run()
     app.text_input(key="grid_as").set_value("0.4, 0.5").run()
     app.text_input(key="grid_bs").set_value("0.45, 0.9").run()
     app.button(key="grid_run").click().run()
@@ -359,3 +360,34 @@ def test_base_picker_offers_merged_outputs_only_when_asked_and_labelled(data_roo
     assert not any("merged" in option for option in base_options())
     app.checkbox(key="models_include_merged").check().run()
     assert "[merged] merged" in base_options()
+
+
+def test_compare_runs_follows_new_runs(family_source):
+    """Issue 15 bug 1: after a third merge the comparison shows the newest runs, not the first."""
+    app = open_app(family_source, "merge")
+    app.button(key="merge_run").click().run()  # #1 emr + tadrop, #2 emr
+    app.selectbox(key="merge_method").set_value("ties").run()
+    app.button(key="merge_run").click().run()  # #3 ties + tadrop, #4 ties
+    (compare,) = [widget for widget in app.multiselect if widget.label == "Compare runs"]
+    assert [label.split()[0] for label in compare.value] == ["#3", "#4"]
+
+
+def test_export_defaults_to_the_run_asked_for_not_its_baseline(family_source):
+    """Issue 15 bug 2: with "Also run without the sparsifier", Export and its YAML default to
+    the run with the sparsifier, not the baseline run made beside it."""
+    app = open_app(family_source, "merge")
+    app.button(key="merge_run").click().run()  # #1 emr + tadrop, #2 emr (the baseline)
+    app.switch_page("views/export.py").run()
+    assert app.selectbox(key="export_run").value.startswith("#1 emr + tadrop")
+    assert app.selectbox(key="export_config_run").value.startswith("#1 emr + tadrop")
+    assert yaml.safe_load(app.code[-1].value)["sparsifier"] == "tadrop"
+
+
+def test_typing_in_the_grid_keeps_the_grid_section_open(family_source):
+    """Issue 15 bug 3: editing the (a, b) grid right after a merge stays on the grid section."""
+    app = open_app(family_source, "merge")
+    app.radio(key="merge_sweep_section").set_value("(a, b) sensitivity (Table 7)").run()
+    app.button(key="merge_run").click().run()
+    app.text_input(key="grid_as").set_value("0.4").run()
+    assert app.radio(key="merge_sweep_section").value == "(a, b) sensitivity (Table 7)"
+    assert app.text_input(key="grid_as").value == "0.4"

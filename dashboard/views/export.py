@@ -29,7 +29,9 @@ if not exportable:
     )
 else:
     labels = [record.label for record in exportable]
-    label = st.selectbox("Run", labels, index=len(labels) - 1, key="export_run")
+    label = st.selectbox(
+        "Run", labels, index=runs.default_export_index(exportable), key="export_run"
+    )
     record = exportable[labels.index(label)]
     default = f"merged/{paths.safe_file_name(label, suffix='')}"
     target = folder_input(
@@ -129,7 +131,9 @@ if not family_records:
     st.info("Run a merge first; its config reproduces it with `tadrop merge CONFIG`.")
 else:
     labels = [record.label for record in family_records]
-    label = st.selectbox("Run", labels, index=len(labels) - 1, key="export_config_run")
+    label = st.selectbox(
+        "Run", labels, index=runs.default_export_index(family_records), key="export_config_run"
+    )
     record = family_records[labels.index(label)]
     output = widgets.call_or_error(
         lambda: paths.output_path(f"merged/{paths.safe_file_name(label, suffix='')}", roots),

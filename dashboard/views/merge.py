@@ -156,6 +156,8 @@ if run_clicked:
         )
         if record is None:
             break
+        if index > 0:  # the comparison run made beside the one asked for
+            record.extras["baseline_of"] = records[-1].number
         records.append(record)
         runs.forget_old_models(records)
     st.session_state["merge_running"] = False
@@ -166,7 +168,11 @@ def show_runs() -> None:
     st.subheader("Runs in this session")
     st.dataframe(runs.runs_overview(records), hide_index=True, key="merge_overview")
     labels = [record.label for record in records]
-    chosen = st.multiselect("Compare runs", labels, default=labels[-2:], key="merge_chosen")
+    # keyed by the run count, so that a new run starts a comparison of the newest runs instead of
+    # keeping the selection made before it (issue 15 bug 1)
+    chosen = st.multiselect(
+        "Compare runs", labels, default=labels[-2:], key=f"merge_chosen_{len(records)}"
+    )
     chosen_records = [record for record in records if record.label in chosen]
     results = runs.results_table(chosen_records)
     if not results.empty:
@@ -193,10 +199,11 @@ else:
     st.info("No run yet. Choose a method and press Run merge (EMR + TADrop is a good start).")
 
 st.subheader("Sweeps")
-sweep_tab, grid_tab = st.tabs(
-    ["Accuracy vs sparsity (Fig. 1 left)", "(a, b) sensitivity (Table 7)"]
-)
-with sweep_tab:
+SWEEP_SECTIONS = ("Accuracy vs sparsity (Fig. 1 left)", "(a, b) sensitivity (Table 7)")
+# a keyed radio, not st.tabs: tabs reopen the first one when a rerun changes the page above them
+# (typing in the grid right after a merge jumped back to Fig. 1: issue 15 bug 3)
+section = st.radio("Sweep", SWEEP_SECTIONS, horizontal=True, key="merge_sweep_section")
+if section == SWEEP_SECTIONS[0]:
     st.caption(
         f"Merges with {method} at each sparsity: DARE drops p, magnitude keeps 1 − sparsity, "
         "TADrop moves a (b fixed). The score is the mean normalized accuracy, or the mean "
@@ -236,7 +243,7 @@ with sweep_tab:
         figures.sparsity_sweep(st.session_state.get("sweep_points", sweeps.empty_sweep())),
         key="sweep_figure",
     )
-with grid_tab:
+else:
     grid_as = st.text_input("a values", "0.3, 0.5, 0.7", key="grid_as")
     grid_bs = st.text_input("b values", "0.9, 0.95, 0.99", key="grid_bs")
     if st.button("Run grid", key="grid_run"):
