@@ -13,6 +13,7 @@ import logging  # noqa: E402
 import sys  # noqa: E402
 
 from tadrop.zoo.recipes import SIZES, ZOOS  # noqa: E402
+from tadrop.zoo.synthetic import SYNTHETIC  # noqa: E402
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,7 +25,10 @@ def _parser() -> argparse.ArgumentParser:
         ("path", "print the zoo's folder"),
     ):
         command = commands.add_parser(name, help=help_text)
-        command.add_argument("--zoo", choices=ZOOS, default="text")
+        command.add_argument(
+            "--zoo", choices=(*ZOOS, SYNTHETIC), default="text",
+            help="synthetic: generated task vectors for teaching (no --size)",
+        )  # fmt: skip
         command.add_argument("--size", choices=SIZES, default="quick")
         command.add_argument(
             "--home", help="data folder (default: $TADROP_HOME or ~/.cache/tadrop)"
@@ -34,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument(
                 "--verify-hashes", action="store_true", help="check sha256 of existing files"
             )
+            command.add_argument(
+                "--threads", type=int, help="torch threads (default: $TADROP_BUILD_THREADS, "
+                "else every core)",
+            )  # fmt: skip
     return parser
 
 
@@ -48,27 +56,70 @@ def _show(zoo_name: str, size: str, home: str | None) -> None:
         print(f"{task:20s} {base[task]['accuracy']:7.3f} {individual[task]['accuracy']:10.3f}")
 
 
+def _show_synthetic(home: str | None) -> None:
+    from tadrop.zoo.synthetic import load_synthetic
+
+    family = load_synthetic(home)
+    print(f"{family.root}  (SYNTHETIC: generated task vectors, not fine-tuned models)")
+    spreads = family.manifest["heterogeneity"]["tasks"]
+    for task, record in family.manifest["tasks"].items():
+        print(f"{task}: spread of d {spreads[task]['spread']:.2f}; {record['distributions']}")
+
+
+def _progress_bar():
+    """A tqdm bar on stderr driven by build_zoo's progress(fraction, message) callback."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=1000, unit="‰", bar_format="{l_bar}{bar}| {elapsed} {postfix}")
+
+    def progress(fraction: float, message: str) -> None:
+        bar.n = round(1000 * fraction)
+        bar.set_description_str(message.split(":", 1)[0])
+        bar.set_postfix_str(message.split(":", 1)[-1].strip())
+
+    return bar, progress
+
+
+def _build(args: argparse.Namespace) -> None:
+    if args.zoo == SYNTHETIC:
+        from tadrop.zoo.synthetic import build_synthetic
+
+        print(f"built: {build_synthetic(args.home, force=args.force)}")
+        _show_synthetic(args.home)
+        return
+    from tadrop.zoo.build import build_zoo
+
+    bar, progress = _progress_bar()
+    with bar:
+        root = build_zoo(
+            args.zoo, args.size, args.home, progress=progress, force=args.force,
+            verify_hashes=args.verify_hashes, threads=args.threads,
+        )  # fmt: skip
+    _show(args.zoo, args.size, args.home)
+    print(f"built: {root}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from tadrop.zoo.errors import ZooError
 
     try:
-        if args.command == "path":
+        if args.command == "path" and args.zoo == SYNTHETIC:
+            from tadrop.zoo.synthetic import synthetic_path
+
+            print(synthetic_path(args.home))
+        elif args.command == "path":
             from tadrop.zoo.load import zoo_path
 
             print(zoo_path(args.zoo, args.size, args.home))
+        elif args.command == "show" and args.zoo == SYNTHETIC:
+            _show_synthetic(args.home)
         elif args.command == "show":
             _show(args.zoo, args.size, args.home)
         else:
-            from tadrop.zoo.build import build_zoo
-
             logging.basicConfig(level=logging.INFO, format="%(message)s")
-            root = build_zoo(
-                args.zoo, args.size, args.home, force=args.force, verify_hashes=args.verify_hashes
-            )
-            _show(args.zoo, args.size, args.home)
-            print(f"built: {root}")
-    except ZooError as error:
+            _build(args)
+    except (ZooError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
