@@ -52,8 +52,19 @@ def _show(zoo_name: str, size: str, home: str | None) -> None:
     base, individual = zoo.base_scores(), zoo.individual_scores()
     print(f"{zoo.root}  ({zoo.manifest['build_seconds']['tasks_total']:.0f} s of training)")
     print(f"{'task':20s} {'base':>7s} {'fine-tuned':>10s}")
+    spreads = zoo.manifest.get("heterogeneity", {}).get("tasks", {})
+    print(f"{'task':20s} {'base':>7s} {'fine-tuned':>10s} {'spread of d':>12s}")
     for task in zoo.tasks:
-        print(f"{task:20s} {base[task]['accuracy']:7.3f} {individual[task]['accuracy']:10.3f}")
+        spread = spreads.get(task, {}).get("spread")
+        shown = f"{spread:12.2f}" if spread is not None else f"{'-':>12s}"
+        print(
+            f"{task:20s} {base[task]['accuracy']:7.3f} {individual[task]['accuracy']:10.3f}{shown}"
+        )
+    merges = zoo.manifest.get("merges", {}).get("mean_accuracy", {})
+    if merges:
+        print(
+            "mean accuracy: " + ", ".join(f"{name} {value:.3f}" for name, value in merges.items())
+        )
 
 
 def _show_synthetic(home: str | None) -> None:
@@ -73,9 +84,12 @@ def _progress_bar():
     bar = tqdm(total=1000, unit="‰", bar_format="{l_bar}{bar}| {elapsed} {postfix}")
 
     def progress(fraction: float, message: str) -> None:
+        task, _, step = (
+            message.partition(": ") if message.startswith("task ") else ("", "", message)
+        )
         bar.n = round(1000 * fraction)
-        bar.set_description_str(message.split(":", 1)[0])
-        bar.set_postfix_str(message.split(":", 1)[-1].strip())
+        bar.set_description_str(task or "zoo")
+        bar.set_postfix_str(step)
 
     return bar, progress
 

