@@ -13,7 +13,7 @@ import torch
 from tadrop.io import open_checkpoint
 from tadrop.zoo import CorruptZooError, Zoo, build_zoo, load_zoo, task_build, zoo_path
 from tadrop.zoo import build as build_module
-from tadrop.zoo.recipes import Recipe
+from tadrop.zoo.recipes import Recipe, compact
 from tadrop.zoo.training import FinetuneSettings
 
 
@@ -275,3 +275,15 @@ def test_default_thread_count_is_every_core(monkeypatch):
     monkeypatch.delenv(build_module.THREADS_ENV, raising=False)
     assert build_module.build_threads() == len(os.sched_getaffinity(0))
     assert build_module.build_threads(3) == 3
+
+
+def test_recipes_stored_before_a_new_setting_still_match():
+    """A zoo built before a fine-tuning setting existed stores every old setting spelled out
+    and not the new one; with the new one at its default it is still current."""
+    recipe = TINY.to_json()
+    assert "unfreeze_fraction" not in recipe["finetune"]  # defaults are left out
+    spelled_out = {**recipe, "finetune": {**recipe["finetune"], "head_init": "probe",
+                                          "weight_decay": 0.01, "max_grad_norm": 1.0}}  # fmt: skip
+    assert compact(spelled_out) == recipe
+    changed = {**recipe, "finetune": {**recipe["finetune"], "weight_decay": 0.1}}
+    assert compact(changed) != recipe

@@ -45,7 +45,7 @@ from tadrop.zoo.manifest import (
     write_json,
 )
 from tadrop.zoo.merge_contrast import merge_contrast
-from tadrop.zoo.recipes import Recipe, TaskSpec, recipe_for
+from tadrop.zoo.recipes import Recipe, TaskSpec, compact, recipe_for
 from tadrop.zoo.sources import source_versions
 from tadrop.zoo.task_build import commit_task, files_under, train_task, write_task_files
 from tadrop.zoo.training import TrainingCheckpoint
@@ -132,7 +132,8 @@ def _is_current(root: Path, recipe: Recipe, verify_hashes: bool) -> bool:
         return False
     revisions = {task: record.get("revision") for task, record in zoo.manifest["tasks"].items()}
     wanted = {spec.name: spec.revision for spec in recipe.task_specs()}
-    return zoo.manifest.get("recipe") == recipe.to_json() and revisions == wanted
+    stored = compact(zoo.manifest.get("recipe") or {})
+    return stored == recipe.to_json() and revisions == wanted
 
 
 @contextlib.contextmanager
@@ -219,7 +220,8 @@ class _ZooBuild:
         except (OSError, ValueError):
             return None
         spec = next(spec for spec in self.specs if spec.name == task)
-        if record.get("recipe") != self.task_recipe or record.get("revision") != spec.revision:
+        stored = compact(record.get("recipe") or {})
+        if stored != self.task_recipe or record.get("revision") != spec.revision:
             return None
         if file_problems(self.root, record.get("files", {}), hashes=self.verify_hashes):
             return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
 from tadrop.zoo import data_fortunes, data_images, data_text
@@ -72,8 +72,26 @@ class Recipe:
         return [TASKS[self.zoo][name] for name in self.tasks]
 
     def to_json(self) -> dict[str, Any]:
-        """The recipe as stored in manifests (JSON types: lists, not tuples)."""
-        return json.loads(json.dumps(asdict(self)))
+        """The recipe as stored in manifests (JSON types: lists, not tuples; see `compact`)."""
+        return compact(json.loads(json.dumps(asdict(self))))
+
+
+def compact(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored recipe without the fine-tuning settings that are at their default.
+
+    Stored recipes are compared in this form, so adding a setting whose default keeps the old
+    behaviour does not make zoos built before it look outdated.
+    """
+    defaults = {
+        f.name: json.loads(json.dumps(f.default))
+        for f in fields(FinetuneSettings)
+        if f.default is not MISSING
+    }
+    finetune = stored.get("finetune")
+    if not isinstance(finetune, dict):
+        return stored
+    kept = {k: v for k, v in finetune.items() if k not in defaults or defaults[k] != v}
+    return {**stored, "finetune": kept}
 
 
 # Measured on fortune_topic and fortune_word_order (docs/zoo.md): a zero head, 4x the learning

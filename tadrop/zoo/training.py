@@ -45,6 +45,9 @@ class FinetuneSettings:
     kind_lr: tuple[tuple[str, float], ...] = ()
     # (component kind, Adam eps): a large eps makes Adam SGD-like (heavy-tailed deltas) there
     kind_eps: tuple[tuple[str, float], ...] = ()
+    # gradual unfreezing (ULMFiT): the top layer trains from step 0, the lowest layer (and the
+    # tensors of no layer, e.g. embeddings) from this fraction of the steps; 0 = all at once
+    unfreeze_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.head_init not in HEAD_INITS:
@@ -168,6 +171,23 @@ def _backbone_groups(module: torch.nn.Module, settings: FinetuneSettings) -> lis
     ]
 
 
+def _unfreeze_steps(
+    module: torch.nn.Module, fraction: float, total: int
+) -> list[tuple[torch.nn.Parameter, int]]:
+    """(parameter, first step it trains) for parameters that start frozen (gradual unfreezing)."""
+    if fraction <= 0:
+        return []
+    named = [(p, parse_name(n).layer) for n, p in module.named_parameters()]
+    top = max((layer for _, layer in named if layer is not None), default=0)
+    starts = []
+    for parameter, layer in named:
+        depth = 1.0 if layer is None or top == 0 else (top - layer) / top  # 0 top .. 1 lowest
+        start = int(fraction * depth * total)
+        if start > 0:
+            starts.append((parameter, start))
+    return starts
+
+
 @dataclass(frozen=True)
 class TrainingCheckpoint:
     """Where `finetune` saves its whole state every `every` steps, and resumes from.
@@ -241,11 +261,15 @@ def finetune(
         module.eval()  # gradients still flow; dropout and stochastic depth are off
     head.train()
     params = [p for group in optimizer.param_groups for p in group["params"]]
+    starts = _unfreeze_steps(module, settings.unfreeze_fraction, len(batches))
     for indices in batches[len(losses) :]:
         logits = head(backbone.features(module, backbone.batch(train, indices)))
         loss = F.cross_entropy(logits, train.labels[indices])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        for parameter, start in starts:
+            if len(losses) < start:
+                parameter.grad = None  # still frozen: AdamW skips it (no decay either)
         torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
         optimizer.step()
         scheduler.step()
