@@ -7,7 +7,7 @@ family shows how TADrop's d = Q_a / Q_b reacts to each shape (values at (0.5, 0.
     gauss      N(0, s^2)                                   d = 0.674 / 1.960 = 0.34
     laplace    Laplace(0, s)                                d = 0.693 / 2.996 = 0.23
     sparse     10% of entries N(0, (4s)^2), the rest N(0, (s/100)^2)  d ~ 0.003
-    lowrank    U @ V of rank 2 (a merged LoRA), vectors Gaussian     d ~ 0.2-0.3
+    lowrank    U @ V of rank 2 (a merged LoRA), vectors Gaussian     d ~ 0.23-0.24
     quantized  the rounding error of 8-bit quantisation: uniform     d = 0.50 / 0.95 = 0.53
 
 Task k gives component kind i the distribution ``DISTRIBUTIONS[(i + k) % 5]``, so every task
