@@ -52,6 +52,11 @@ class FinetuneSettings:
     def __post_init__(self) -> None:
         if self.head_init not in HEAD_INITS:
             raise ValueError(f"head_init {self.head_init!r}: choose one of {HEAD_INITS}")
+        if not 0 <= self.unfreeze_fraction < 1:
+            raise ValueError(
+                f"unfreeze_fraction {self.unfreeze_fraction!r}: choose a value in [0, 1) "
+                "(0 trains every layer from the first step)"
+            )
 
 
 def _eval_order(encoded: Encoded) -> np.ndarray | None:
