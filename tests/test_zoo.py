@@ -119,6 +119,7 @@ TINY = Recipe(
     n_test=12,
     finetune=FinetuneSettings(epochs=1, batch_size=8, lr_backbone=5e-5, lr_head=1e-3),
     max_length=16,
+    summary=False,  # no heterogeneity / merge numbers: tests/test_zoo_heterogeneity.py
 )
 
 

@@ -304,10 +304,11 @@ class _ZooBuild:
             "base": {"dir": "base", "files": file_records(self.root, files_under(base_dir))},
             "tasks": records,
         }
-        built = zoo_from_manifest(self.root, manifest)
-        family = load_family(built.base_dir, built.task_dirs)
-        manifest["heterogeneity"] = family_heterogeneity(family)
-        manifest["merges"] = merge_contrast(built)
+        if recipe.summary:
+            built = zoo_from_manifest(self.root, manifest)
+            family = load_family(built.base_dir, built.task_dirs)
+            manifest["heterogeneity"] = family_heterogeneity(family)
+            manifest["merges"] = merge_contrast(built)
         write_json(self.root / MANIFEST_NAME, manifest)
 
 

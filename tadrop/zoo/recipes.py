@@ -62,6 +62,7 @@ class Recipe:
     max_length: int = 0  # text: tokens per example
     image_size: int = 0  # image: pixels per side
     seed: int = 0
+    summary: bool = True  # record heterogeneity and merge numbers in the manifest (slower)
 
     def backbone(self) -> Backbone:
         if self.zoo == "text":
@@ -87,6 +88,7 @@ def compact(stored: dict[str, Any]) -> dict[str, Any]:
         for f in fields(FinetuneSettings)
         if f.default is not MISSING
     }
+    stored = {key: value for key, value in stored.items() if key != "summary" or not value}
     finetune = stored.get("finetune")
     if not isinstance(finetune, dict):
         return stored
@@ -100,7 +102,7 @@ def compact(stored: dict[str, Any]) -> dict[str, Any]:
 # the embeddings for the last 5% of the steps, gives the layers different update shapes
 # (a few Adam steps move every entry by about the learning rate: d near 0.7 in layer 0).
 TEXT_QUICK_FINETUNE = FinetuneSettings(
-    epochs=3, batch_size=16, lr_backbone=2e-4, lr_head=3e-3, head_init="zero",
+    epochs=3, batch_size=16, lr_backbone=2e-4, lr_head=1e-3,
     weight_decay=0.1, unfreeze_fraction=0.95,
 )  # fmt: skip
 
