@@ -51,7 +51,6 @@ def _show(zoo_name: str, size: str, home: str | None) -> None:
     zoo = load_zoo(zoo_name, size, home)
     base, individual = zoo.base_scores(), zoo.individual_scores()
     print(f"{zoo.root}  ({zoo.manifest['build_seconds']['tasks_total']:.0f} s of training)")
-    print(f"{'task':20s} {'base':>7s} {'fine-tuned':>10s}")
     spreads = zoo.manifest.get("heterogeneity", {}).get("tasks", {})
     print(f"{'task':20s} {'base':>7s} {'fine-tuned':>10s} {'spread of d':>12s}")
     for task in zoo.tasks:
@@ -101,8 +100,9 @@ def _build(args: argparse.Namespace) -> None:
         print(f"built: {build_synthetic(args.home, force=args.force)}")
         _show_synthetic(args.home)
         return
-    from tadrop.zoo.build import build_zoo
+    from tadrop.zoo.build import build_threads, build_zoo
 
+    build_threads(args.threads)  # refuse a bad count before drawing the bar
     bar, progress = _progress_bar()
     with bar:
         root = build_zoo(
