@@ -128,3 +128,13 @@ def test_synthetic_family_is_the_same_for_a_seed_and_rebuilt_when_damaged(synthe
 def test_unknown_delta_distribution_is_refused():
     with pytest.raises(ValueError, match="choose one of"):
         synthetic.sample_delta("cauchy", (4,), 1.0, torch.Generator())
+
+
+def test_zoo_command_shows_the_synthetic_family_and_refuses_bad_threads(synthetic_home, capsys):
+    from tadrop.zoo.__main__ import main
+
+    assert main(["show", "--zoo", "synthetic", "--home", str(synthetic_home)]) == 0
+    shown = capsys.readouterr().out
+    assert "SYNTHETIC" in shown and "task_a: spread of d 0.52" in shown
+    assert main(["build", "--zoo", "text", "--threads", "0", "--home", str(synthetic_home)]) == 2
+    assert "threads=0" in capsys.readouterr().err
