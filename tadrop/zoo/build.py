@@ -208,7 +208,8 @@ class _ZooBuild:
                 records[spec.name] = self._build_task(
                     index, spec, backbone, module, base_state, eta
                 )
-        self.report(0.99, "measuring heterogeneity and merges for the manifest")
+        if self.recipe.summary:
+            self.report(0.99, "measuring heterogeneity and merges for the manifest")
         self._write_manifest(base_dir, records, time.perf_counter() - started)
         remove_path(self.root / PARTIAL_DIR)
         self.report(1.0, f"{self.recipe.zoo}-{self.recipe.size} zoo built at {self.root}")
