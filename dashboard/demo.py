@@ -9,9 +9,17 @@ from pathlib import Path
 from dashboard.runs import LockedEvaluator
 from dashboard.sources import FamilySource
 from tadrop import zoo
+from tadrop.experiments.zoo_numbers import family_numbers, zoo_numbers
+from tadrop.zoo import synthetic
 
-DEMO_ZOO = "text"
+DEMO_ZOO = "text"  # the default demo family
 DEMO_SIZE = "quick"
+# choice -> what the Models page says about it; "synthetic" is generated, not fine-tuned
+DEMO_FAMILIES = {
+    "text": "text zoo: MiniLM fine-tuned on 6 text tasks (evaluable)",
+    "image": "image zoo: EfficientNet-Lite0 fine-tuned on 3 image tasks (evaluable)",
+    "synthetic": "synthetic: generated task vectors, a distribution per component (no data)",
+}
 
 Progress = Callable[[float, str], None]
 
@@ -21,10 +29,33 @@ def demo_home() -> Path:
     return zoo.tadrop_home().resolve()
 
 
-def demo_source(tasks: Sequence[str] | None = None) -> FamilySource | None:
-    """The demo family (all its tasks, or ``tasks`` in the zoo's order) if the zoo is built."""
+def _check_choice(which: str) -> None:
+    if which not in DEMO_FAMILIES:
+        raise ValueError(
+            f"Unknown demo family {which!r}; choose one of {', '.join(DEMO_FAMILIES)}."
+        )
+
+
+def demo_choice_of(source: FamilySource | None) -> str | None:
+    """Which demo family ``source`` is ("text", "image", "synthetic"), or None."""
+    if source is None:
+        return None
+    if source.is_demo:
+        return source.demo_zoo
+    if source.zoo_dir and Path(source.zoo_dir) == synthetic.synthetic_path(demo_home()):
+        return "synthetic"
+    return None
+
+
+def demo_source(tasks: Sequence[str] | None = None, which: str = DEMO_ZOO) -> FamilySource | None:
+    """A demo family (all its tasks, or ``tasks`` in its order) if it is built, else None."""
+    _check_choice(which)
     try:
-        loaded = zoo.load_zoo(DEMO_ZOO, DEMO_SIZE, home=demo_home())
+        loaded = (
+            synthetic.load_synthetic(demo_home())
+            if which == "synthetic"
+            else zoo.load_zoo(which, DEMO_SIZE, home=demo_home())
+        )
     except zoo.ZooError:
         return None
     task_dirs = dict(loaded.task_dirs)
@@ -36,27 +67,38 @@ def demo_source(tasks: Sequence[str] | None = None) -> FamilySource | None:
             )
         task_dirs = {task: path for task, path in task_dirs.items() if task in tasks}
     subset = "" if len(task_dirs) == len(loaded.task_dirs) else f"; {len(task_dirs)} tasks"
+    evaluable = which != "synthetic"  # the synthetic family has no labelled data
+    label = f"demo zoo ({which}, {DEMO_SIZE}{subset})" if evaluable else f"synthetic family{subset}"
     return FamilySource(
-        label=f"demo zoo ({DEMO_ZOO}, {DEMO_SIZE}{subset})",
+        label=label,
         base=str(loaded.base_dir),
         finetuned=tuple(str(path) for path in task_dirs.values()),
         task_names=tuple(task_dirs),
-        demo_zoo=DEMO_ZOO,
-        demo_size=DEMO_SIZE,
+        demo_zoo=which if evaluable else "",
+        demo_size=DEMO_SIZE if evaluable else "",
         zoo_dir=str(loaded.root),
     )
 
 
-def build_demo(progress: Progress) -> FamilySource:
-    """Build the quick text zoo (minutes, once; the zoo locks against a second builder).
+def build_demo(progress: Progress, which: str = DEMO_ZOO) -> FamilySource:
+    """Build a demo family (the zoos: minutes, once, locked against a second builder; the
+    synthetic family: seconds).
 
     An exception raised by ``progress`` (Streamlit stopping the script) cancels the build;
-    the tasks already finished are kept and the next build resumes from them.
+    the tasks already finished and a checkpoint of the current one are kept, and the next
+    build resumes from them.
     """
-    zoo.build_zoo(DEMO_ZOO, DEMO_SIZE, home=demo_home(), progress=progress)
-    built = demo_source()
+    _check_choice(which)
+    if which == "synthetic":
+        progress(0.0, "generating the synthetic family")
+        synthetic.build_synthetic(demo_home(), measure=family_numbers)
+    else:
+        zoo.build_zoo(which, DEMO_SIZE, home=demo_home(), progress=progress, measure=zoo_numbers)
+    built = demo_source(which=which)
     if built is None:
-        raise zoo.ZooError(f"The demo zoo was built in {demo_home()} but cannot be opened.")
+        raise zoo.ZooError(
+            f"The demo family {which!r} was built in {demo_home()} but cannot be opened."
+        )
     return built
 
 

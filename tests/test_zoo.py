@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 from tadrop.io import open_checkpoint
 from tadrop.zoo import CorruptZooError, Zoo, build_zoo, load_zoo, task_build, zoo_path
 from tadrop.zoo import build as build_module
-from tadrop.zoo.recipes import Recipe
+from tadrop.zoo.recipes import Recipe, compact
 from tadrop.zoo.training import FinetuneSettings
 
 
@@ -118,6 +119,7 @@ TINY = Recipe(
     n_test=12,
     finetune=FinetuneSettings(epochs=1, batch_size=8, lr_backbone=5e-5, lr_head=1e-3),
     max_length=16,
+    summary=False,  # no heterogeneity / merge numbers: tests/test_zoo_heterogeneity.py
 )
 
 
@@ -142,7 +144,7 @@ def _hidden_entries(root: Path) -> list[Path]:
 
 def test_interrupted_build_leaves_no_loadable_zoo_and_resumes(tmp_path, tiny_recipe):
     def stop_in_second_task(fraction: float, message: str) -> None:
-        if message.startswith("fortune_language: fine-tuning step 2"):
+        if message.startswith("task 2 of 2 (fortune_language): fine-tuning step 2/"):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -201,3 +203,102 @@ def test_truncated_model_is_detected_and_only_its_task_rebuilt(tiny_zoo, tmp_pat
         rebuilt["tasks/bbc_topic/model.safetensors"]
         == original["tasks/bbc_topic/model.safetensors"]
     )
+
+
+RESUMABLE = dataclasses.replace(TINY, tasks=("fortune_language",), n_train=48)  # 6 steps
+
+
+def _task_tensors(root: Path, task: str) -> dict[str, torch.Tensor]:
+    checkpoint = open_checkpoint(root / "tasks" / task)
+    return {name: checkpoint.get(name) for name in checkpoint.keys()}
+
+
+def test_interrupted_task_resumes_from_its_training_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr(build_module, "recipe_for", lambda zoo, size: RESUMABLE)
+    monkeypatch.setattr(build_module, "CHECKPOINT_EVERY", 2)
+    steps, stops = [], [3]
+
+    def stop_after_step_3(fraction: float, message: str) -> None:
+        if "fine-tuning step" in message:
+            steps.append(int(message.split("fine-tuning step ")[1].split("/")[0]))
+            if stops and steps[-1] == stops[0]:
+                stops.pop()
+                raise KeyboardInterrupt
+
+    interrupted = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        build_zoo("text", "quick", interrupted, progress=stop_after_step_3, threads=1)
+    assert steps == [1, 2, 3]
+    partial = zoo_path("text", "quick", interrupted) / build_module.PARTIAL_DIR
+    assert [p.name for p in partial.iterdir()] == ["fortune_language.pt"]  # saved at step 2
+
+    steps.clear()
+    build_zoo("text", "quick", interrupted, progress=stop_after_step_3, threads=1)
+    assert steps == [3, 4, 5, 6]  # continued after the checkpoint, not from step 1
+    assert not partial.exists()
+
+    straight = tmp_path / "straight"
+    build_zoo("text", "quick", straight, threads=1)
+    resumed_tensors = _task_tensors(zoo_path("text", "quick", interrupted), "fortune_language")
+    straight_tensors = _task_tensors(zoo_path("text", "quick", straight), "fortune_language")
+    for name, tensor in straight_tensors.items():  # same batches and optimiser state: equal
+        assert torch.equal(resumed_tensors[name], tensor), name
+
+
+def test_progress_says_which_task_and_the_build_uses_the_threads_asked_for(
+    tmp_path, tiny_recipe, monkeypatch
+):
+    seen = []
+
+    def spy(fraction: float, message: str) -> None:
+        seen.append((message, torch.get_num_threads()))
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv(build_module.THREADS_ENV, "1")
+    build_zoo("text", "quick", tmp_path, progress=spy)
+    assert load_zoo("text", "quick", tmp_path).manifest["threads"] == 1
+    assert {threads for message, threads in seen if message.startswith("task ")} == {1}
+    assert any(message.startswith("task 1 of 2 (bbc_topic)") for message, _ in seen)
+    assert any(message.startswith("task 2 of 2 (fortune_language)") for message, _ in seen)
+    assert torch.get_num_threads() == before  # restored afterwards
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_bad_thread_counts_are_refused_naming_the_variable(monkeypatch, value):
+    monkeypatch.setenv(build_module.THREADS_ENV, value)
+    with pytest.raises(ValueError, match="TADROP_BUILD_THREADS"):
+        build_module.build_threads()
+    with pytest.raises(ValueError, match="threads=0"):
+        build_module.build_threads(0)
+
+
+def test_default_thread_count_is_every_core(monkeypatch):
+    monkeypatch.delenv(build_module.THREADS_ENV, raising=False)
+    assert build_module.build_threads() == len(os.sched_getaffinity(0))
+    assert build_module.build_threads(3) == 3
+
+
+def test_recipes_stored_before_a_new_setting_still_match():
+    """A zoo built before a fine-tuning setting existed stores every old setting spelled out
+    and not the new one; with the new one at its default it is still current."""
+    recipe = TINY.to_json()
+    assert "unfreeze_fraction" not in recipe["finetune"]  # defaults are left out
+    spelled_out = {**recipe, "finetune": {**recipe["finetune"], "head_init": "probe",
+                                          "weight_decay": 0.01, "max_grad_norm": 1.0}}  # fmt: skip
+    assert compact(spelled_out) == recipe
+    changed = {**recipe, "finetune": {**recipe["finetune"], "weight_decay": 0.1}}
+    assert compact(changed) != recipe
+
+
+@pytest.mark.slow  # reads the quick demo zoo
+def test_quick_text_zoo_shows_heterogeneity_and_merge_contrast(quick_text_zoo):
+    """The numbers docs/zoo.md reports for the quick text zoo (measured: 5 of 6 tasks at a
+    spread >= 0.3; individual - base 4.9 points, short of the 10-point target)."""
+    heterogeneity = quick_text_zoo.manifest["heterogeneity"]
+    assert heterogeneity["tasks_reaching_target"] > len(quick_text_zoo.tasks) / 2
+    merges = quick_text_zoo.manifest["merges"]
+    accuracy = merges["mean_accuracy"]
+    assert merges["individual_minus_base"] > 0.03
+    assert merges["individual_minus_task_arithmetic_1.0"] >= 0.05
+    assert accuracy["emr"] > accuracy["ties"] >= accuracy["task_arithmetic_0.3"]
+    assert accuracy["emr+tadrop"] >= accuracy["emr"]

@@ -135,3 +135,24 @@ def test_missing_debian_data_names_the_apt_package(tmp_path, monkeypatch):
     monkeypatch.setattr(data_fortunes, "FORTUNES_DIR", tmp_path)
     with pytest.raises(MissingSourceError, match="apt-get install fortunes-de"):
         data_fortunes.read_fortune_languages()
+
+
+def test_word_order_task_keeps_the_words_and_draws_the_order_from_the_text(tmp_path, monkeypatch):
+    cookies = [f"cookie number {i} says that words come in an order" for i in range(60)]
+    for name in data_fortunes._WORD_ORDER_FILES:
+        (tmp_path / name).write_text("\n%\n".join(c + f" in {name}" for c in cookies) + "\n")
+    monkeypatch.setattr(data_fortunes, "FORTUNES_DIR", tmp_path)
+    data = data_fortunes.read_fortune_word_order()
+    assert data.label_names == data_fortunes.WORD_ORDERS
+    assert min(data.class_counts().values()) > len(data) / 5  # all three orders occur
+    originals = {
+        " ".join(sorted(c.split() + ["in", n]))
+        for c in cookies
+        for n in data_fortunes._WORD_ORDER_FILES
+    }
+    for text, label in zip(data.inputs, data.labels, strict=True):
+        assert " ".join(sorted(text.split())) in originals  # same words, reordered
+        if data.label_names[label] == "reversed":
+            assert text.split()[-1] == "cookie"
+    assert data_fortunes.read_fortune_word_order().inputs == data.inputs  # the same every time
+    assert data_fortunes.reorder_words("a b c", "reversed", 0) == "c b a"

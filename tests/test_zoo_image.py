@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tadrop.evaluate import evaluate
+from tadrop.experiments.zoo_numbers import zoo_numbers
 from tadrop.io import open_checkpoint
 from tadrop.zoo import build_zoo, load_zoo
 
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.slow  # builds the quick image zoo (about 20 s)
 @pytest.fixture(scope="module")
 def quick_image_zoo(tmp_path_factory):
     home = tmp_path_factory.mktemp("image_home")
-    build_zoo("image", "quick", home=home)
+    build_zoo("image", "quick", home=home, measure=zoo_numbers)
     return load_zoo("image", "quick", home=home, verify_hashes=True)
 
 
@@ -50,3 +51,17 @@ def test_image_zoo_finetuned_models_beat_base_and_merge_sensibly(quick_image_zoo
 def _tensors(folder) -> dict[str, torch.Tensor]:
     checkpoint = open_checkpoint(folder)
     return {name: checkpoint.get(name) for name in checkpoint.keys()}
+
+
+def test_image_zoo_shows_heterogeneity_and_a_merge_that_matters(quick_image_zoo):
+    """The numbers docs/zoo.md promises, as recorded in the manifest at build time."""
+    heterogeneity = quick_image_zoo.manifest["heterogeneity"]
+    spreads = [task["spread"] for task in heterogeneity["tasks"].values()]
+    assert sum(spread >= 0.3 for spread in spreads) > len(spreads) / 2, spreads
+    for task in heterogeneity["tasks"].values():  # BatchNorm weights drop far less than convs
+        assert task["by_kind"]["norm"] + 0.1 < task["by_kind"]["conv"], task
+    merges = quick_image_zoo.manifest["merges"]
+    accuracy = merges["mean_accuracy"]
+    assert merges["individual_minus_base"] >= 0.10
+    assert merges["individual_minus_task_arithmetic_1.0"] >= 0.05
+    assert accuracy["emr"] > accuracy["ties"] >= accuracy["task_arithmetic_0.3"]

@@ -13,7 +13,7 @@ shown_source = state.chosen_source()
 choice = st.radio(
     "Model family",
     ["Demo zoo", "My checkpoints"],
-    index=0 if shown_source is None or shown_source.is_demo else 1,
+    index=0 if shown_source is None or demo.demo_choice_of(shown_source) else 1,
     horizontal=True,
     key="models_choice",
 )
@@ -28,37 +28,47 @@ st.session_state["device"] = st.selectbox(
 
 
 def demo_section() -> None:
-    source = demo.demo_source()
+    current = state.chosen_source()
+    families = list(demo.DEMO_FAMILIES)
+    which = st.radio(
+        "Demo family",
+        families,
+        index=families.index(demo.demo_choice_of(current) or demo.DEMO_ZOO),
+        format_func=demo.DEMO_FAMILIES.get,
+        key="models_demo_family",
+        help="The zoos are fine-tuned models with test data; the synthetic family is "
+        "generated task vectors (one distribution per component) for seeing how TADrop reacts",
+    )
+    source = demo.demo_source(which=which)
     if source is None:
         st.info(
-            "The demo zoo is not built yet. Building it fine-tunes a small text model "
-            f"(all-MiniLM-L6-v2) on a few tasks from installed data and writes it to "
-            f"`{demo.demo_home()}`: a few minutes, once. Leaving the page pauses it."
+            f"The {which} demo family is not built yet. Building it fine-tunes a small model on "
+            "a few tasks from installed data (the synthetic family is generated in seconds) "
+            f"and writes it to `{demo.demo_home()}`: a few minutes, once. Leaving the page "
+            "pauses it; building again resumes."
         )
-        first_visit = state.chosen_source() is None and "demo_build_tried" not in st.session_state
-        if first_visit or st.button("Build the demo zoo", type="primary", key="models_build"):
+        first_visit = current is None and "demo_build_tried" not in st.session_state
+        if first_visit or st.button(f"Build the {which} demo", type="primary", key="models_build"):
             st.session_state["demo_build_tried"] = True
-            bar = st.progress(0.0, text="Building the demo zoo…")
+            bar = st.progress(0.0, text="Building the demo…")
             built = widgets.call_or_error(
-                lambda: demo.build_demo(lambda done, text: bar.progress(done, text=text)),
-                what="Building the demo zoo",
+                lambda: demo.build_demo(lambda done, text: bar.progress(done, text=text), which),
+                what="Building the demo",
             )
             bar.empty()
             if built is not None:
                 state.choose_source(built)
                 st.rerun()
         return
-    current = state.chosen_source()
+    same = demo.demo_choice_of(current) == which
     tasks = st.multiselect(
         "Tasks to merge",
         source.task_names,
-        default=current.task_names
-        if current is not None and current.is_demo
-        else source.task_names,
-        key="models_demo_tasks",
+        default=current.task_names if same else source.task_names,
+        key="models_demo_tasks" if which == demo.DEMO_ZOO else f"models_demo_tasks_{which}",
         help="Fewer tasks: faster merges and evaluations",
     )
-    chosen = widgets.call_or_error(lambda: demo.demo_source(tasks), what="Tasks")
+    chosen = widgets.call_or_error(lambda: demo.demo_source(tasks, which), what="Tasks")
     if chosen is not None and chosen != current:
         state.choose_source(chosen)
 

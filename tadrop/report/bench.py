@@ -128,13 +128,19 @@ def open_bench(
     zoo: str, size: str, settings: Settings, *, log: Callable[[str], None] = print
 ) -> ZooBench:
     """Load (building first if absent) the demo zoo and wrap it as a Bench (see ``bench_of``)."""
+    from tadrop.experiments.zoo_numbers import zoo_numbers
     from tadrop.zoo import ZooError, build_zoo, load_zoo
 
     try:
         loaded = load_zoo(zoo, size)
     except ZooError:
         log(f"building the {size} {zoo} demo zoo (first use)...")
-        build_zoo(zoo, size, progress=lambda fraction, message: log(f"  {fraction:4.0%} {message}"))
+        build_zoo(
+            zoo,
+            size,
+            progress=lambda fraction, message: log(f"  {fraction:4.0%} {message}"),
+            measure=zoo_numbers,
+        )
         loaded = load_zoo(zoo, size)
     return bench_of(loaded, settings)
 

@@ -29,12 +29,11 @@ from typing import Any
 import numpy as np
 import torch
 from filelock import FileLock
-from tqdm.auto import tqdm
 
 from tadrop.io.atomic import remove_path
 from tadrop.zoo.backbones import Backbone
 from tadrop.zoo.errors import CorruptZooError
-from tadrop.zoo.load import open_zoo_folder, zoo_path
+from tadrop.zoo.load import open_zoo_folder, zoo_from_manifest, zoo_path
 from tadrop.zoo.manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
@@ -43,12 +42,16 @@ from tadrop.zoo.manifest import (
     file_records,
     write_json,
 )
-from tadrop.zoo.recipes import Recipe, TaskSpec, recipe_for
+from tadrop.zoo.recipes import Recipe, TaskSpec, compact, recipe_for
 from tadrop.zoo.sources import source_versions
 from tadrop.zoo.task_build import commit_task, files_under, train_task, write_task_files
+from tadrop.zoo.training import TrainingCheckpoint
 
-BUILD_THREADS = 2
+THREADS_ENV = "TADROP_BUILD_THREADS"
+PARTIAL_DIR = "partial"  # mid-task training checkpoints: partial/<task>.pt, removed when done
+CHECKPOINT_EVERY = 16  # optimiser steps between two training checkpoints
 ProgressCallback = Callable[[float, str], None]
+ZooMeasure = Callable[[Any], dict[str, Any]]  # built Zoo -> extra manifest entries
 log = logging.getLogger("tadrop.zoo")
 
 
@@ -60,13 +63,22 @@ def build_zoo(
     force: bool = False,
     *,
     verify_hashes: bool = False,
+    threads: int | None = None,
+    measure: ZooMeasure | None = None,
 ) -> Path:
     """Build (or finish, or repair) a zoo and return its folder; a no-op if it is intact.
 
-    `progress(fraction, message)` is called as the build advances (fraction in [0, 1]); raising
-    from it cancels the build, keeping the tasks already finished. `force` rebuilds everything.
-    `verify_hashes` also checks the sha256 of existing files before trusting them.
+    `progress(fraction, message)` is called as the build advances (fraction in [0, 1]; the
+    message says "task k of n" and the time left); raising from it cancels the build, keeping
+    the tasks already finished and a training checkpoint of the current one (saved every
+    CHECKPOINT_EVERY steps), from which the next build resumes. `force` rebuilds everything.
+    `verify_hashes` also checks the sha256 of existing files before trusting them. `threads`:
+    torch threads while building (default: $TADROP_BUILD_THREADS, else every core).
+    `measure(zoo)` adds numbers to the manifest of a recipe with a summary (the callers pass
+    `tadrop.experiments.zoo_numbers.zoo_numbers`: heterogeneity of d and merge contrast); the
+    zoo package itself runs no statistics or merges (layers: docs/ARCHITECTURE.md).
     """
+    count = build_threads(threads)
     recipe = recipe_for(zoo, size)
     root = zoo_path(zoo, size, home)
     report = progress or (lambda fraction, message: None)
@@ -82,9 +94,27 @@ def build_zoo(
             report(1.0, f"{zoo}-{size} zoo already built at {root}")
             return root
         _remove_leftovers(root)
-        with _torch_threads(BUILD_THREADS):
-            _ZooBuild(recipe, root, report, verify_hashes).run()
+        with _torch_threads(count):
+            _ZooBuild(recipe, root, report, verify_hashes, count, measure).run()
     return root
+
+
+def build_threads(threads: int | None = None) -> int:
+    """`threads`, else $TADROP_BUILD_THREADS, else the cores this process may use."""
+    if threads is None:
+        text = os.environ.get(THREADS_ENV, "").strip()
+        if not text:
+            return len(os.sched_getaffinity(0))
+        try:
+            threads = int(text)
+        except ValueError:
+            threads = 0
+        where = f"${THREADS_ENV}={text!r}"
+    else:
+        where = f"threads={threads!r}"
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"{where}: the build's torch threads must be a whole number >= 1.")
+    return threads
 
 
 def is_built(
@@ -105,7 +135,8 @@ def _is_current(root: Path, recipe: Recipe, verify_hashes: bool) -> bool:
         return False
     revisions = {task: record.get("revision") for task, record in zoo.manifest["tasks"].items()}
     wanted = {spec.name: spec.revision for spec in recipe.task_specs()}
-    return zoo.manifest.get("recipe") == recipe.to_json() and revisions == wanted
+    stored = compact(zoo.manifest.get("recipe") or {})
+    return stored == recipe.to_json() and revisions == wanted
 
 
 @contextlib.contextmanager
@@ -126,6 +157,11 @@ def _remove_leftovers(root: Path) -> None:
             for entry in folder.iterdir():
                 if entry.name.startswith("."):  # only temporary siblings are hidden here
                     remove_path(entry)
+    partial = root / PARTIAL_DIR
+    if partial.is_dir():
+        for entry in partial.iterdir():
+            if entry.name.startswith("."):  # a checkpoint killed while being written
+                remove_path(entry)
 
 
 def task_seed(seed: int, task: str) -> int:
@@ -137,8 +173,11 @@ class _ZooBuild:
     """One run of a build: the shared backbone module and the per-task steps."""
 
     def __init__(
-        self, recipe: Recipe, root: Path, report: ProgressCallback, verify_hashes: bool
-    ) -> None:
+        self, recipe: Recipe, root: Path, report: ProgressCallback, verify_hashes: bool,
+        threads: int, measure: ZooMeasure | None = None,
+    ) -> None:  # fmt: skip
+        self.threads = threads
+        self.measure = measure
         self.recipe = recipe
         self.root = root
         self.report = report
@@ -155,15 +194,17 @@ class _ZooBuild:
         base_state = {name: t.detach().clone() for name, t in module.state_dict().items()}
         metadata = {"tadrop_zoo": f"{self.recipe.zoo}-{self.recipe.size}", "role": "base"}
         base_dir = backbone.save(module, self.root / "base", metadata)
-        records = {}
-        with tqdm(total=len(self.specs), desc=f"{self.recipe.zoo} zoo", unit="task") as bar:
-            for index, spec in enumerate(self.specs):
-                record = self._finished_record(spec.name)
-                if record is None:
-                    record = self._build_task(index, spec, backbone, module, base_state)
-                records[spec.name] = record
-                bar.update(1)
+        records = {spec.name: self._finished_record(spec.name) for spec in self.specs}
+        eta = _TimeLeft()
+        for index, spec in enumerate(self.specs):
+            if records[spec.name] is None:
+                records[spec.name] = self._build_task(
+                    index, spec, backbone, module, base_state, eta
+                )
+        if self.recipe.summary:
+            self.report(0.99, "measuring heterogeneity and merges for the manifest")
         self._write_manifest(base_dir, records, time.perf_counter() - started)
+        remove_path(self.root / PARTIAL_DIR)
         self.report(1.0, f"{self.recipe.zoo}-{self.recipe.size} zoo built at {self.root}")
 
     def _finished_record(self, task: str) -> dict[str, Any] | None:
@@ -173,7 +214,8 @@ class _ZooBuild:
         except (OSError, ValueError):
             return None
         spec = next(spec for spec in self.specs if spec.name == task)
-        if record.get("recipe") != self.task_recipe or record.get("revision") != spec.revision:
+        stored = compact(record.get("recipe") or {})
+        if stored != self.task_recipe or record.get("revision") != spec.revision:
             return None
         if file_problems(self.root, record.get("files", {}), hashes=self.verify_hashes):
             return None
@@ -187,14 +229,25 @@ class _ZooBuild:
         backbone: Backbone,
         module: torch.nn.Module,
         base_state: dict[str, torch.Tensor],
+        eta: _TimeLeft,
     ) -> dict[str, Any]:
         started = time.perf_counter()
         seed = task_seed(self.recipe.seed, spec.name)
+        n = len(self.specs)
 
         def report(within: float, message: str) -> None:
-            self.report((index + within) / len(self.specs), f"{spec.name}: {message}")
+            fraction = (index + within) / n
+            left = eta.update(fraction)
+            self.report(fraction, f"task {index + 1} of {n} ({spec.name}): {message}{left}")
 
-        trained = train_task(spec, self.recipe, backbone, module, base_state, seed, report)
+        key = json.dumps({"task": spec.name, "revision": spec.revision, "seed": seed,
+                          "recipe": self.task_recipe}, sort_keys=True)  # fmt: skip
+        checkpoint = TrainingCheckpoint(
+            self.root / PARTIAL_DIR / f"{spec.name}.pt", key, CHECKPOINT_EVERY
+        )
+        trained = train_task(
+            spec, self.recipe, backbone, module, base_state, seed, report, checkpoint
+        )
         report(0.97, "writing")
         record = {
             "task": spec.name,
@@ -218,6 +271,7 @@ class _ZooBuild:
         record.update(write_task_files(self.root, spec.name, zoo_name, backbone, module, trained))
         record["build_seconds"] = round(time.perf_counter() - started, 2)
         commit_task(self.root, spec.name, trained.test, record)
+        checkpoint.remove()
         log.info(
             "%s: base %.3f, fine-tuned %.3f (%.1f s)",
             spec.name, trained.base_accuracy, trained.finetuned_accuracy, record["build_seconds"],
@@ -236,7 +290,7 @@ class _ZooBuild:
             "recipe": recipe.to_json(),
             "backbone": _backbone_summary(base_dir),
             "versions": source_versions(),
-            "threads": BUILD_THREADS,
+            "threads": self.threads,
             "build_seconds": {
                 "this_run": round(seconds, 2),
                 "tasks_total": round(sum(r["build_seconds"] for r in records.values()), 2),
@@ -244,7 +298,34 @@ class _ZooBuild:
             "base": {"dir": "base", "files": file_records(self.root, files_under(base_dir))},
             "tasks": records,
         }
+        if recipe.summary and self.measure is not None:
+            manifest.update(self.measure(zoo_from_manifest(self.root, manifest)))
         write_json(self.root / MANIFEST_NAME, manifest)
+
+
+class _TimeLeft:
+    """Time left, from the pace since the first report of this run (finished tasks skipped)."""
+
+    def __init__(self) -> None:
+        self.start: tuple[float, float] | None = None  # (fraction, time) of the first report
+
+    def update(self, fraction: float) -> str:
+        now = time.monotonic()
+        if self.start is None:
+            self.start = (fraction, now)
+        done, elapsed = fraction - self.start[0], now - self.start[1]
+        if done <= 0.005 or elapsed < 2:
+            return ""
+        seconds = elapsed * (1 - fraction) / done
+        return f", about {format_duration(seconds)} left"
+
+
+def format_duration(seconds: float) -> str:
+    """ "45 s", "3 min", "1 h 05 min"."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def _backbone_summary(base_dir: Path) -> dict[str, Any]:

@@ -7,7 +7,9 @@ A fortune file holds cookies separated by lines that are exactly `%`. Attributio
 
 from __future__ import annotations
 
+import random
 import re
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,3 +92,37 @@ def read_fortune_languages() -> LabelledData:
         for text in read_cookies(place, package)
     ]
     return texts_from_pairs(pairs, tuple(FORTUNE_LANGUAGES), min_chars=20)
+
+
+WORD_ORDERS = ("original", "shuffled", "reversed")
+# English files not used by fortune_topic, so no cookie is in both tasks
+_WORD_ORDER_FILES = ("fortunes", "wisdom", "people", "men-women", "literature", "love",
+                     "education", "food", "law")  # fmt: skip
+
+
+def reorder_words(text: str, order: str, seed: int) -> str:
+    """`text` with its words kept, shuffled (seeded) or reversed."""
+    words = text.split()
+    if order == "shuffled":
+        random.Random(seed).shuffle(words)
+    elif order == "reversed":
+        words.reverse()
+    return " ".join(words)
+
+
+def read_fortune_word_order() -> LabelledData:
+    """English fortunes as written, with their words shuffled, or reversed (one each).
+
+    A task far from the pretraining data: a sentence-embedding model is trained to be nearly
+    insensitive to word order, so a linear probe on its frozen features does poorly, while
+    fine-tuning its attention learns it. Each cookie appears once; which order it gets is
+    drawn from a hash of its text, so the task is the same on every machine.
+    """
+    pairs = []
+    for text in (t for name in _WORD_ORDER_FILES for t in read_cookies(name, "fortunes")):
+        if len(text.split()) < 6:  # too short to tell shuffled from written
+            continue
+        seed = zlib.crc32(text.encode())
+        order = WORD_ORDERS[seed % len(WORD_ORDERS)]
+        pairs.append((reorder_words(text, order, seed), order))
+    return texts_from_pairs(pairs, WORD_ORDERS, min_chars=20)

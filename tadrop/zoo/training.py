@@ -11,13 +11,18 @@ points), and dropout / stochastic depth only add noise to such short runs, so th
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tadrop.io.atomic import write_file_atomically
+from tadrop.names import parse_name
 from tadrop.zoo.backbones import Backbone, Encoded, batch_indices
 
 EVAL_BATCH_SIZE = 128
@@ -35,10 +40,23 @@ class FinetuneSettings:
     weight_decay: float = 0.01  # decoupled (AdamW), backbone only
     warmup_fraction: float = 0.1
     max_grad_norm: float = 1.0
+    adam_eps: float = 1e-8  # larger values make Adam SGD-like for small gradients (heavier tails)
+    # (component kind from tadrop.names, learning-rate factor): some components trained more
+    kind_lr: tuple[tuple[str, float], ...] = ()
+    # (component kind, Adam eps): a large eps makes Adam SGD-like (heavy-tailed deltas) there
+    kind_eps: tuple[tuple[str, float], ...] = ()
+    # gradual unfreezing (ULMFiT): the top layer trains from step 0, the lowest layer (and the
+    # tensors of no layer, e.g. embeddings) from this fraction of the steps; 0 = all at once
+    unfreeze_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.head_init not in HEAD_INITS:
             raise ValueError(f"head_init {self.head_init!r}: choose one of {HEAD_INITS}")
+        if not 0 <= self.unfreeze_fraction < 1:
+            raise ValueError(
+                f"unfreeze_fraction {self.unfreeze_fraction!r}: choose a value in [0, 1) "
+                "(0 trains every layer from the first step)"
+            )
 
 
 def _eval_order(encoded: Encoded) -> np.ndarray | None:
@@ -144,6 +162,74 @@ def _schedule(total_steps: int, warmup_fraction: float) -> Callable[[int], float
     return factor
 
 
+def _backbone_groups(module: torch.nn.Module, settings: FinetuneSettings) -> list[dict]:
+    """One AdamW parameter group per (learning-rate factor, eps) of `kind_lr` / `kind_eps`."""
+    factors, epsilons = dict(settings.kind_lr), dict(settings.kind_eps)
+    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
+    for name, parameter in module.named_parameters():
+        kind = parse_name(name).kind
+        key = (factors.get(kind, 1.0), epsilons.get(kind, settings.adam_eps))
+        groups.setdefault(key, []).append(parameter)
+    return [
+        {"params": params, "lr": settings.lr_backbone * factor, "eps": eps}
+        for (factor, eps), params in sorted(groups.items())
+    ]
+
+
+def _unfreeze_steps(
+    module: torch.nn.Module, fraction: float, total: int
+) -> list[tuple[torch.nn.Parameter, int]]:
+    """(parameter, first step it trains) for parameters that start frozen (gradual unfreezing)."""
+    if fraction <= 0:
+        return []
+    named = [(p, parse_name(n).layer) for n, p in module.named_parameters()]
+    top = max((layer for _, layer in named if layer is not None), default=0)
+    starts = []
+    for parameter, layer in named:
+        depth = 1.0 if layer is None or top == 0 else (top - layer) / top  # 0 top .. 1 lowest
+        start = int(fraction * depth * total)
+        if start > 0:
+            starts.append((parameter, start))
+    return starts
+
+
+@dataclass(frozen=True)
+class TrainingCheckpoint:
+    """Where `finetune` saves its whole state every `every` steps, and resumes from.
+
+    `key` says what is being trained (task, recipe, seed): a file with another key is ignored.
+    Written to a temporary name and renamed, so an interrupt never leaves half a file.
+    """
+
+    path: Path
+    key: str
+    every: int = 16
+
+    def load(self) -> dict[str, Any] | None:
+        try:
+            state = torch.load(self.path, weights_only=True)
+        except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError):
+            return None
+        return state if isinstance(state, dict) and state.get("key") == self.key else None
+
+    def save(self, state: dict[str, Any]) -> None:
+        write_file_atomically(self.path, lambda temp: torch.save({**state, "key": self.key}, temp))
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _resume(parts: dict[str, Any], checkpoint: TrainingCheckpoint | None) -> list[float]:
+    """Load a matching saved training state into ``parts``; the losses of the steps it covers."""
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is None:
+        return []
+    for name, part in parts.items():
+        part.load_state_dict(saved[name])
+    torch.set_rng_state(saved["rng"])
+    return list(saved["losses"])
+
+
 def finetune(
     backbone: Backbone,
     module: torch.nn.Module,
@@ -153,46 +239,56 @@ def finetune(
     *,
     seed: int,
     on_step: Callable[[int, int, float], None] | None = None,
+    checkpoint: TrainingCheckpoint | None = None,
 ) -> list[float]:
     """Train `module` (every tensor) and `head` in place on `train`; returns the step losses.
 
     `on_step(step, total_steps, loss)` is called after each optimiser step (progress bars,
-    cancellation by raising).
+    cancellation by raising). With `checkpoint`, the state is saved every `checkpoint.every`
+    steps and a matching saved state is resumed from: the result equals an uninterrupted run
+    (same batches, optimiser and scheduler state; same thread count for bitwise equality).
     """
     torch.manual_seed(seed)  # dropout and stochastic depth
     rng = np.random.default_rng(seed)
-    steps_per_epoch = -(-len(train) // settings.batch_size)
-    total_steps = steps_per_epoch * settings.epochs
+    orders = [rng.permutation(len(train)) for _ in range(settings.epochs)]
+    batches = [b for o in orders for b in batch_indices(len(train), settings.batch_size, order=o)]
     optimizer = torch.optim.AdamW(
         [
-            {"params": list(module.parameters()), "lr": settings.lr_backbone},
+            *_backbone_groups(module, settings),
             {"params": list(head.parameters()), "lr": settings.lr_head, "weight_decay": 0.0},
         ],
         weight_decay=settings.weight_decay,
+        eps=settings.adam_eps,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _schedule(total_steps, settings.warmup_fraction)
+        optimizer, _schedule(len(batches), settings.warmup_fraction)
     )
+    parts = {"module": module, "head": head, "optimizer": optimizer, "scheduler": scheduler}
+    losses = _resume(parts, checkpoint)
     if settings.dropout:
         backbone.train_mode(module)
     else:
         module.eval()  # gradients still flow; dropout and stochastic depth are off
     head.train()
-    losses: list[float] = []
-    for _ in range(settings.epochs):
-        order = rng.permutation(len(train))
-        for indices in batch_indices(len(train), settings.batch_size, order=order):
-            logits = head(backbone.features(module, backbone.batch(train, indices)))
-            loss = F.cross_entropy(logits, train.labels[indices])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            params = [p for group in optimizer.param_groups for p in group["params"]]
-            torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
-            if on_step is not None:
-                on_step(len(losses), total_steps, losses[-1])
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    starts = _unfreeze_steps(module, settings.unfreeze_fraction, len(batches))
+    for indices in batches[len(losses) :]:
+        logits = head(backbone.features(module, backbone.batch(train, indices)))
+        loss = F.cross_entropy(logits, train.labels[indices])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for parameter, start in starts:
+            if len(losses) < start:
+                parameter.grad = None  # still frozen: AdamW skips it (no decay either)
+        torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        losses.append(loss.item())
+        if checkpoint is not None and len(losses) % checkpoint.every == 0:
+            state = {name: part.state_dict() for name, part in parts.items()}
+            checkpoint.save({**state, "rng": torch.get_rng_state(), "losses": losses})
+        if on_step is not None:
+            on_step(len(losses), len(batches), losses[-1])
     module.eval()
     head.eval()
     return losses
