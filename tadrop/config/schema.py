@@ -31,8 +31,6 @@ from pydantic import (
     model_validator,
 )
 
-from tadrop.config.yaml_source import ConfigError
-
 LMMetric = Literal["perplexity", "multiple_choice", "exact_match"]
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 MAX_SWEEP_POINTS = 1000  # a sweep above this is refused unless its max_points: says more
@@ -267,17 +265,3 @@ def sweep_grid(method_params: dict, sparsifier_params: dict, sweep: SweepConfig 
         )
         points.append((label, params["method_params"], params["sparsifier_params"]))
     return points
-
-
-__all__ = [
-    "ConfigError",
-    "DemoSource",
-    "EvalConfig",
-    "OutputConfig",
-    "RunConfig",
-    "SweepConfig",
-    "default_tadrop_home",
-    "expand_path",
-    "MAX_SWEEP_POINTS",
-    "parse_size",
-]
