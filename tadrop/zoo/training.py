@@ -219,6 +219,20 @@ class TrainingCheckpoint:
         self.path.unlink(missing_ok=True)
 
 
+def _optimizer(
+    module: torch.nn.Module, head: torch.nn.Linear, settings: FinetuneSettings
+) -> torch.optim.AdamW:
+    """AdamW over the backbone's per-component groups and the head (no decay on the head)."""
+    return torch.optim.AdamW(
+        [
+            *_backbone_groups(module, settings),
+            {"params": list(head.parameters()), "lr": settings.lr_head, "weight_decay": 0.0},
+        ],
+        weight_decay=settings.weight_decay,
+        eps=settings.adam_eps,
+    )
+
+
 def _resume(parts: dict[str, Any], checkpoint: TrainingCheckpoint | None) -> list[float]:
     """Load a matching saved training state into ``parts``; the losses of the steps it covers."""
     saved = checkpoint.load() if checkpoint is not None else None
@@ -252,14 +266,7 @@ def finetune(
     rng = np.random.default_rng(seed)
     orders = [rng.permutation(len(train)) for _ in range(settings.epochs)]
     batches = [b for o in orders for b in batch_indices(len(train), settings.batch_size, order=o)]
-    optimizer = torch.optim.AdamW(
-        [
-            *_backbone_groups(module, settings),
-            {"params": list(head.parameters()), "lr": settings.lr_head, "weight_decay": 0.0},
-        ],
-        weight_decay=settings.weight_decay,
-        eps=settings.adam_eps,
-    )
+    optimizer = _optimizer(module, head, settings)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _schedule(len(batches), settings.warmup_fraction)
     )
