@@ -72,7 +72,14 @@ def merge_diagnostics(
             conflicts[j, k] += float(torch.count_nonzero(nonzero & (signs[j] != signs[k])))
             intersection[j, k] += float(torch.count_nonzero(masks[j] & masks[k]))
             union[j, k] += float(torch.count_nonzero(masks[j] | masks[k]))
-    per_task = pd.DataFrame(
+    pair_counts = {"conflicts": conflicts, "both_nonzero": both_nonzero}
+    pair_counts |= {"intersection": intersection, "union": union}
+    return _per_task_table(tasks, full, kept), _pair_table(tasks, pair_counts)
+
+
+def _per_task_table(tasks: list[str], full: np.ndarray, kept: np.ndarray) -> pd.DataFrame:
+    """Cosine and relative L2 of each task's merged delta to its task vector (all / kept)."""
+    return pd.DataFrame(
         {
             "task": tasks,
             "cosine": [_cosine(row[0], row[1], row[2]) for row in full],
@@ -81,6 +88,12 @@ def merge_diagnostics(
             "rel_l2_kept": [_rel_l2(row[3], row[2]) for row in kept],
         }
     )
+
+
+def _pair_table(tasks: list[str], counts: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Sign conflicts among entries both tasks moved, and the overlap of their keep-masks."""
+    conflicts, both_nonzero = counts["conflicts"], counts["both_nonzero"]
+    intersection, union = counts["intersection"], counts["union"]
     pairs = [
         {
             "task_a": tasks[j],
@@ -90,8 +103,6 @@ def merge_diagnostics(
             else float("nan"),
             "mask_overlap": intersection[j, k] / union[j, k] if union[j, k] else float("nan"),
         }
-        for j, k in itertools.combinations(range(count), 2)
+        for j, k in itertools.combinations(range(len(tasks)), 2)
     ]
-    return per_task, pd.DataFrame(
-        pairs, columns=["task_a", "task_b", "sign_conflict", "mask_overlap"]
-    )
+    return pd.DataFrame(pairs, columns=["task_a", "task_b", "sign_conflict", "mask_overlap"])

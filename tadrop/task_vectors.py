@@ -167,34 +167,13 @@ def load_family(
     tasks: dict[str, Checkpoint] = {}
     for task, path in task_paths.items():
         tasks[task] = open_checkpoint(path, base=base_checkpoint)
-    base_keys = base_checkpoint.keys()
-    key_map = {}
-    kept = set(selected)
-    for task, checkpoint in tasks.items():
-        task_keys = checkpoint.keys()
-        mapping = _align_keys(base_keys, task_keys, align_prefixes)
-        key_map[task] = mapping
-        missing = [name for name in selected if name not in mapping]
-        extra = sorted(set(task_keys) - set(mapping.values()))
-        mismatched = [
-            name
-            for name in selected
-            if name in mapping
-            and tuple(checkpoint.shape(mapping[name])) != tuple(base_checkpoint.shape(name))
-        ]
-        if keys == "strict" and (missing or mismatched or extra):
-            raise FamilyError(
-                _mismatch_message(
-                    task, checkpoint, base_checkpoint, missing, extra, mismatched, mapping
-                )
-            )
-        for name in missing:
-            kept.discard(name)
-            skipped.setdefault(name, f"missing from task {task!r}")
-        for name in mismatched:
-            kept.discard(name)
-            shapes = f"{tuple(checkpoint.shape(mapping[name]))} vs base {tuple(base_checkpoint.shape(name))}"
-            skipped.setdefault(name, f"shape differs in task {task!r}: {shapes}")
+    key_map = {
+        task: _match_task(
+            task, checkpoint, base_checkpoint, selected, keys, align_prefixes, skipped
+        )
+        for task, checkpoint in tasks.items()
+    }
+    kept = set(selected) - set(skipped)
     tensor_names = [name for name in selected if name in kept]
     if not tensor_names:
         raise FamilyError(
@@ -202,6 +181,38 @@ def load_family(
         )
     notes = _tensor_checks(base_checkpoint, tasks, key_map, tensor_names)
     return ModelFamily(base_checkpoint, tasks, tensor_names, skipped, key_map, notes)
+
+
+def _match_task(
+    task: str,
+    checkpoint: Checkpoint,
+    base: Checkpoint,
+    selected: list[str],
+    keys: str,
+    align_prefixes: bool,
+    skipped: dict[str, str],
+) -> dict[str, str]:
+    """Base name -> this task's name; FamilyError (strict) or ``skipped`` entries (common) for
+    tensors the task lacks or holds with another shape."""
+    task_keys = checkpoint.keys()
+    mapping = _align_keys(base.keys(), task_keys, align_prefixes)
+    missing = [name for name in selected if name not in mapping]
+    extra = sorted(set(task_keys) - set(mapping.values()))
+    mismatched = [
+        name
+        for name in selected
+        if name in mapping and tuple(checkpoint.shape(mapping[name])) != tuple(base.shape(name))
+    ]
+    if keys == "strict" and (missing or mismatched or extra):
+        raise FamilyError(
+            _mismatch_message(task, checkpoint, base, missing, extra, mismatched, mapping)
+        )
+    for name in missing:
+        skipped.setdefault(name, f"missing from task {task!r}")
+    for name in mismatched:
+        shapes = f"{tuple(checkpoint.shape(mapping[name]))} vs base {tuple(base.shape(name))}"
+        skipped.setdefault(name, f"shape differs in task {task!r}: {shapes}")
+    return mapping
 
 
 def _tensor_checks(

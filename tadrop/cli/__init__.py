@@ -69,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for add_command in (_add_stats, _add_merge_and_eval, _add_demo_and_dashboard, _add_report):
+        add_command(commands, common)
+    add_emr_parser(commands, common, _Parser)
+    return parser
+
+
+def _add_stats(commands, common: argparse.ArgumentParser) -> None:
+    from tadrop.sparsify.tadrop_drop import DEFAULT_A, DEFAULT_B, DEFAULT_EPS
 
     stats = commands.add_parser(
         "stats", parents=[common], help="per-tensor statistics of task vectors"
@@ -83,14 +91,20 @@ def build_parser() -> argparse.ArgumentParser:
         default="stats.parquet",
         help="table to write: .parquet (with sketches) or .csv (default stats.parquet)",
     )
-    stats.add_argument("-a", type=float, default=0.5, help="TADrop lower quantile a (default 0.5)")
     stats.add_argument(
-        "-b", type=float, default=0.95, help="TADrop upper quantile b (default 0.95)"
+        "-a", type=float, default=DEFAULT_A, help=f"TADrop lower quantile a (default {DEFAULT_A})"
     )
-    stats.add_argument("--eps", type=float, default=1e-12, help="TADrop epsilon (default 1e-12)")
+    stats.add_argument(
+        "-b", type=float, default=DEFAULT_B, help=f"TADrop upper quantile b (default {DEFAULT_B})"
+    )
+    stats.add_argument(
+        "--eps", type=float, default=DEFAULT_EPS, help=f"TADrop epsilon (default {DEFAULT_EPS})"
+    )
     stats.add_argument("--overwrite", action="store_true", help="replace an existing output")
     _family_options(stats)
 
+
+def _add_merge_and_eval(commands, common: argparse.ArgumentParser) -> None:
     merge = commands.add_parser(
         "merge", parents=[common], help="run the merge a YAML config describes"
     )
@@ -112,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--overwrite", action="store_true", help="replace an existing CSV")
     evaluate.add_argument("--device", default=None, help="overrides the config's device")
 
+
+def _add_demo_and_dashboard(commands, common: argparse.ArgumentParser) -> None:
     demo = commands.add_parser("demo", help="the demo model zoo")
     demo_commands = demo.add_subparsers(
         dest="demo_command", metavar="DEMO_COMMAND", parser_class=_Parser, required=True
@@ -132,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-root", action="append", help="folder the dashboard may read and write (repeatable)"
     )
 
+
+def _add_report(commands, common: argparse.ArgumentParser) -> None:
     report = commands.add_parser(
         "report", parents=[common], help="write the reproduction report from the demo zoo"
     )
@@ -150,8 +168,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--overwrite", action="store_true", help="replace an existing report")
     report.add_argument("--device", default="auto")
-    add_emr_parser(commands, common, _Parser)
-    return parser
 
 
 def _dispatch(args: argparse.Namespace, console: Console) -> Any:
