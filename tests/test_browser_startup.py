@@ -40,6 +40,11 @@ def sidebar_names_until_ready(url: str, timeout_s: float = 120) -> set[str]:
             if page.get_by_role("heading", name="Models").count():
                 break
             page.wait_for_timeout(25)
+        # The heading can paint before the navigation: once the page is up, read the sidebar
+        # again when its links are there (a slow machine showed the heading first).
+        page.locator(NAV_LINKS).first.wait_for(timeout=timeout_s * 1000)
+        texts = page.locator(NAV_LINKS).all_inner_texts()
+        seen |= {text.strip().splitlines()[-1] for text in texts if text.strip()}
         browser.close()
     return seen
 
