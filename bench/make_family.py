@@ -45,8 +45,19 @@ LOW_RANK = 8
 MARKER = "family.json"  # parameters of a generated family; a matching one is reused
 
 
+class _CountsParameters:
+    """``parameters``: the entries of every tensor a shape lists (shared by the model shapes)."""
+
+    def tensor_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+        raise NotImplementedError
+
+    @property
+    def parameters(self) -> int:
+        return sum(math.prod(shape) for _, shape in self.tensor_shapes())
+
+
 @dataclass(frozen=True)
-class FamilyShape:
+class FamilyShape(_CountsParameters):
     """A Llama configuration; the default has about 106M parameters (fp32: 425 MB a model)."""
 
     hidden: int = 768
@@ -84,10 +95,6 @@ class FamilyShape:
         ]
         return shapes
 
-    @property
-    def parameters(self) -> int:
-        return sum(math.prod(shape) for _, shape in self.tensor_shapes())
-
     def hf_config(self, dtype: torch.dtype) -> dict[str, object]:
         """config.json of a LlamaForCausalLM with this shape."""
         return {
@@ -108,7 +115,7 @@ class FamilyShape:
 
 
 @dataclass(frozen=True)
-class ClipVisionShape:
+class ClipVisionShape(_CountsParameters):
     """The vision tower of a CLIP ViT (HF ``CLIPModel`` names, ``logit_scale`` included, 0-d).
 
     The default is ViT-B/32 (88M parameters; fp32: 350 MB a model), merged over 8 tasks as in
@@ -156,10 +163,6 @@ class ClipVisionShape:
             ("logit_scale", ()),
         ]
         return shapes
-
-    @property
-    def parameters(self) -> int:
-        return sum(math.prod(shape) for _, shape in self.tensor_shapes())
 
     def hf_config(self, dtype: torch.dtype) -> dict[str, object]:
         """config.json of the vision tower (CLIPVisionModelWithProjection)."""
