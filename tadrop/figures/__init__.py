@@ -3,13 +3,19 @@ exports them as SVG (``tadrop.figures.export``, kaleido)."""
 
 from tadrop.figures.base import (
     DROP_RATE_SCALE,
+    FRACTION_STATISTICS,
     RESULT_COLUMNS,
     STATISTIC_LABELS,
+    ColorRange,
+    color_range,
     empty_figure,
     statistic_label,
 )
+from tadrop.figures.contributions import sparsity_contributions
 from tadrop.figures.export import EXPORT_TEMPLATE, export_images, export_problem, figures_to_svg
 from tadrop.figures.landscape import (
+    component_drop_rates,
+    component_drop_rates_by_task,
     drop_rate_by_component,
     drop_rate_by_kind_layer,
     drop_rate_by_layer,
@@ -28,6 +34,11 @@ from tadrop.figures.statistics import (
 
 __all__ = [
     "DROP_RATE_SCALE",
+    "FRACTION_STATISTICS",
+    "ColorRange",
+    "color_range",
+    "component_drop_rates",
+    "component_drop_rates_by_task",
     "EXPORT_TEMPLATE",
     "RESULT_COLUMNS",
     "STATISTIC_LABELS",
@@ -44,6 +55,7 @@ __all__ = [
     "magnitude_histogram",
     "results_bars",
     "sensitivity_heatmap",
+    "sparsity_contributions",
     "sparsity_sweep",
     "statistic_heatmap",
     "statistic_label",

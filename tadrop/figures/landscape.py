@@ -1,19 +1,34 @@
 """The sparsity landscape: TADrop's drop rate over tasks, tensors, layers and components.
 
 A drop-rate table is any frame with ``task, tensor, layer, kind, numel, drop_rate`` (the
-statistics table has them). Paper Fig. 5 is ``drop_rate_heatmap``, Fig. 6 ``drop_rate_by_layer``,
-Fig. 7 ``drop_rate_by_component``.
+statistics table has them). Paper Fig. 5 is ``drop_rate_heatmap``; Fig. 6, one task's drop rate
+by component kind with its layers as points, is ``component_drop_rates``, and Fig. 7, the same
+for every task in panels on shared axes, ``component_drop_rates_by_task``. ``drop_rate_by_layer``
+and ``drop_rate_by_component`` draw all tasks in one chart (the reproduction report's figures).
+Heatmap colours fit the data (``tadrop.figures.base.color_range``); ``unit_scale=True`` fixes
+colours or the rate axis at 0-1.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from tadrop.figures.base import DROP_RATE_SCALE, empty_figure, heatmap, tensor_order, with_layers
+from tadrop.figures.base import (
+    DROP_RATE_SCALE,
+    empty_figure,
+    heatmap,
+    panel_position,
+    rate_axis_range,
+    small_multiples,
+    tensor_order,
+    with_layers,
+)
+
+COMPONENT_BAR_COLOUR = "#f58518"
 
 
 def weighted_drop_rate(rates: pd.DataFrame, by: list[str]) -> pd.Series:
@@ -23,31 +38,31 @@ def weighted_drop_rate(rates: pd.DataFrame, by: list[str]) -> pd.Series:
 
 
 def drop_rate_heatmap(
-    rates: pd.DataFrame, title: str = "TADrop drop rate per task and tensor"
+    rates: pd.DataFrame,
+    title: str = "TADrop drop rate per task and tensor",
+    *,
+    unit_scale: bool = False,
 ) -> go.Figure:
-    """TADrop drop rate over task x tensor, tensors in model order (paper Fig. 5)."""
+    """TADrop drop rate over task x tensor, tensors in model order (paper Fig. 5); colours fit
+    the data (``color_range``) unless ``unit_scale``."""
     if rates.empty:
         return empty_figure("No tensor to show.")
     grid = rates.pivot_table(index="task", columns="tensor", values="drop_rate", aggfunc="first")
     grid = grid[tensor_order(rates)]
-    figure = go.Figure(
-        go.Heatmap(
-            z=grid.to_numpy(),
-            x=list(grid.columns),
-            y=list(grid.index),
-            zmin=0.0,
-            zmax=1.0,
-            colorscale=DROP_RATE_SCALE,
-            colorbar={"title": "drop rate"},
-            hovertemplate="task %{y}<br>%{x}<br>drop rate %{z:.3f}<extra></extra>",
-        )
+    figure = heatmap(
+        grid,
+        colorscale=DROP_RATE_SCALE,
+        x_title="tensor (model order)",
+        value_label="drop rate",
+        title=title,
+        unit_scale=unit_scale,
     )
-    figure.update_xaxes(showticklabels=len(grid.columns) <= 40, title="tensor (model order)")
-    figure.update_layout(title=title)
+    figure.update_traces(hovertemplate="task %{y}<br>%{x}<br>drop rate %{z:.3f}<extra></extra>")
+    figure.update_xaxes(showticklabels=len(grid.columns) <= 40)
     return figure
 
 
-def drop_rate_by_kind_layer(rates: pd.DataFrame) -> go.Figure:
+def drop_rate_by_kind_layer(rates: pd.DataFrame, *, unit_scale: bool = False) -> go.Figure:
     """Mean drop rate by component kind x layer, over tasks and tensors."""
     layered = with_layers(rates)
     if layered.empty:
@@ -59,25 +74,43 @@ def drop_rate_by_kind_layer(rates: pd.DataFrame) -> go.Figure:
         x_title="layer",
         value_label="drop rate",
         title="Mean drop rate by component and layer",
-        zmin=0.0,
-        zmax=1.0,
+        unit_scale=unit_scale,
     )
 
 
-def uniform_rate_contrast(rates: pd.DataFrame, uniform_rates: Mapping[str, float]) -> go.Figure:
-    """Per-tensor TADrop rates against each task's uniform rate of the same overall sparsity.
+def uniform_rate_contrast(
+    rates: pd.DataFrame,
+    uniform_rates: Mapping[str, float],
+    *,
+    tasks: Sequence[str] | None = None,
+    unit_scale: bool = False,
+) -> go.Figure:
+    """Per-tensor TADrop rates against each task's uniform rate of the same overall sparsity,
+    one panel per task (``tasks``: those shown, default all), axes shared.
 
     ``uniform_rates``: task -> the one rate that, applied to every tensor, drops as many entries
     as TADrop does over the whole task vector (TADrop's ``scope="global"`` ablation).
     """
     if rates.empty:
         return empty_figure("No tensor to show.")
+    shown = list(pd.unique(rates["task"])) if tasks is None else list(tasks)
+    unknown = [task for task in shown if task not in set(rates["task"])]
+    if unknown or not shown:
+        return empty_figure(f"No drop rates for the task(s) {', '.join(unknown) or '(none)'}.")
     order = {name: position for position, name in enumerate(tensor_order(rates))}
     ordered = rates.assign(position=rates["tensor"].map(order)).sort_values("position")
-    figure = go.Figure()
+    columns = 1 if len(shown) == 1 else 2
+    figure = small_multiples(
+        [_contrast_panel_title(task, uniform_rates) for task in shown],
+        columns=columns,
+        x_title="tensor (model order)",
+        y_title="drop rate",
+    )
     palette = px.colors.qualitative.Plotly
-    for index, (task, rows) in enumerate(ordered.groupby("task", sort=False)):
+    for index, task in enumerate(shown):
+        rows = ordered[ordered["task"] == task]
         colour = palette[index % len(palette)]
+        where = panel_position(index, columns)
         figure.add_trace(
             go.Scatter(
                 x=rows["position"],
@@ -88,7 +121,8 @@ def uniform_rate_contrast(rates: pd.DataFrame, uniform_rates: Mapping[str, float
                 name=f"{task}: TADrop",
                 customdata=rows[["tensor"]].to_numpy(),
                 hovertemplate="%{customdata[0]}<br>drop rate %{y:.3f}<extra></extra>",
-            )
+            ),
+            **where,
         )
         if task in uniform_rates:
             figure.add_trace(
@@ -98,12 +132,21 @@ def uniform_rate_contrast(rates: pd.DataFrame, uniform_rates: Mapping[str, float
                     mode="lines",
                     line={"color": colour, "dash": "dash"},
                     name=f"{task}: uniform {uniform_rates[task]:.3f}",
-                )
+                ),
+                **where,
             )
-    figure.update_xaxes(title="tensor (model order)")
-    figure.update_yaxes(title="drop rate", range=[0, 1])
-    figure.update_layout(title="TADrop per tensor vs one uniform rate per task (dashed)")
+    figure.update_yaxes(range=rate_axis_range(unit_scale))
+    figure.update_layout(
+        title="TADrop per tensor (solid) vs one uniform rate per task (dashed)",
+        showlegend=len(shown) == 1,
+    )
     return figure
+
+
+def _contrast_panel_title(task: str, uniform_rates: Mapping[str, float]) -> str:
+    if task not in uniform_rates:
+        return str(task)
+    return f"{task} (uniform {uniform_rates[task]:.3f})"
 
 
 def drop_rate_by_layer(rates: pd.DataFrame, title: str = "Drop rate per layer") -> go.Figure:
@@ -143,3 +186,74 @@ def drop_rate_by_component(
         title=title,
     )
     return figure
+
+
+def component_drop_rates(rates: pd.DataFrame, task: str, *, unit_scale: bool = False) -> go.Figure:
+    """One task's drop rate by component kind (paper Fig. 6): a bar per kind (numel-weighted
+    mean over its tensors), one point per layer of that kind, coloured by depth."""
+    task_rates = rates[rates["task"] == task] if not rates.empty else rates
+    if task_rates.empty:
+        return empty_figure(f"No drop rates for the task {task!r}.")
+    figure = component_drop_rates_by_task(task_rates, unit_scale=unit_scale)
+    figure.update_layout(title=f"{task}: drop rate by component (bars), each layer a point")
+    return figure
+
+
+def component_drop_rates_by_task(rates: pd.DataFrame, *, unit_scale: bool = False) -> go.Figure:
+    """Drop rate by component kind for every task, one panel each on shared axes (paper
+    Fig. 7): the ``component_drop_rates`` figure as small multiples."""
+    if rates.empty:
+        return empty_figure("No tensor to show.")
+    tasks = list(pd.unique(rates["task"]))
+    kinds = list(pd.unique(rates["kind"]))  # model order
+    columns = min(len(tasks), 3)
+    figure = small_multiples(
+        tasks, columns=columns, x_title="component", y_title="drop rate d", panel_height=260
+    )
+    for index, task in enumerate(tasks):
+        for trace in _component_traces(rates[rates["task"] == task], kinds, first=index == 0):
+            figure.add_trace(trace, **panel_position(index, columns))
+    figure.update_xaxes(type="category", categoryorder="array", categoryarray=kinds)
+    figure.update_yaxes(range=rate_axis_range(unit_scale))
+    figure.update_layout(
+        title="Drop rate by component, one panel per task (bars: numel-weighted mean; points: "
+        "layers)",
+        legend={"orientation": "h", "y": -0.15},
+    )
+    return figure
+
+
+def _component_traces(task_rates: pd.DataFrame, kinds: list[str], *, first: bool) -> list:
+    means = weighted_drop_rate(task_rates, ["kind"]).reindex(kinds).dropna()
+    bars = go.Bar(
+        x=list(means.index),
+        y=means.to_numpy(),
+        marker_color=COMPONENT_BAR_COLOUR,
+        opacity=0.6,
+        name="kind: numel-weighted mean d",
+        legendgroup="kind",
+        showlegend=first,
+        hovertemplate="%{x}<br>mean drop rate %{y:.3f}<extra></extra>",
+    )
+    layered = with_layers(task_rates)
+    if layered.empty:
+        return [bars]
+    per_layer = weighted_drop_rate(layered, ["kind", "layer"]).rename("drop_rate").reset_index()
+    points = go.Scatter(
+        x=per_layer["kind"],
+        y=per_layer["drop_rate"],
+        mode="markers",
+        marker={
+            "color": per_layer["layer"],
+            "colorscale": "Viridis",
+            "size": 7,
+            "showscale": first,
+            "colorbar": {"title": {"text": "layer", "side": "right"}, "len": 0.5},
+        },
+        customdata=per_layer[["layer"]].to_numpy(),
+        name="one layer",
+        legendgroup="layer",
+        showlegend=first,
+        hovertemplate="%{x}, layer %{customdata[0]}<br>drop rate %{y:.3f}<extra></extra>",
+    )
+    return [bars, points]

@@ -8,12 +8,28 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from tadrop.figures.base import empty_figure, heatmap, statistic_label, with_layers
+from tadrop.figures.base import (
+    FRACTION_STATISTICS,
+    empty_figure,
+    heatmap,
+    statistic_label,
+    with_layers,
+)
 from tadrop.names import component_group
 
 
-def statistic_heatmap(stats: pd.DataFrame, statistic: str) -> go.Figure:
-    """Task x layer heatmap of one statistic: each cell is the median over the layer's tensors."""
+def statistic_heatmap(
+    stats: pd.DataFrame, statistic: str, *, unit_scale: bool = False
+) -> go.Figure:
+    """Task x layer heatmap of one statistic: each cell is the median over the layer's tensors.
+
+    Colours fit the data (``color_range``); ``unit_scale`` fixes them at 0-1, and is refused
+    for a statistic that is not a fraction (``FRACTION_STATISTICS``)."""
+    if unit_scale and statistic not in FRACTION_STATISTICS:
+        raise ValueError(
+            f"A 0-1 colour scale fits only fractions ({', '.join(sorted(FRACTION_STATISTICS))}), "
+            f"not {statistic!r}: leave unit_scale off for it."
+        )
     layered = with_layers(stats)
     if layered.empty:
         return empty_figure("No tensor with a layer index in this selection.")
@@ -25,6 +41,7 @@ def statistic_heatmap(stats: pd.DataFrame, statistic: str) -> go.Figure:
         x_title="layer",
         value_label=label,
         title=f"{label} per task and layer (median over the layer's tensors)",
+        unit_scale=unit_scale,
     )
 
 

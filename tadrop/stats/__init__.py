@@ -1,6 +1,14 @@
 """Per-tensor statistics of task vectors, with exact quantile sketches of |tau|: one row per
-task x tensor (``row.py``), the family's table and what is read from it (``table.py``)."""
+task x tensor (``row.py``), the family's table and what is read from it (``table.py``), each
+tensor's share of a task's sparsity (``contributions.py``)."""
 
+from tadrop.stats.contributions import (
+    DOMINANT_SHARE,
+    ZERO_HEAVY_FRACTION,
+    SparsityFacts,
+    sparsity_facts,
+    tensor_contributions,
+)
 from tadrop.stats.files import load_stats, save_stats
 from tadrop.stats.row import (
     SKETCH_GRID,
@@ -21,8 +29,11 @@ from tadrop.stats.table import (
 
 __all__ = [
     "COLUMNS",
+    "DOMINANT_SHARE",
     "SKETCH_GRID",
     "SKETCH_POINTS",
+    "SparsityFacts",
+    "ZERO_HEAVY_FRACTION",
     "abs_histogram",
     "compute_stats",
     "drop_rates_from_sketch",
@@ -33,5 +44,7 @@ __all__ = [
     "save_stats",
     "sketch_matrix",
     "sorted_magnitudes",
+    "sparsity_facts",
+    "tensor_contributions",
     "tensor_stats",
 ]

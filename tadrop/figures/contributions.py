@@ -1,0 +1,73 @@
+"""Where one task's overall sparsity comes from: the top tensors of
+``tadrop.stats.tensor_contributions``, each with its share of the parameters beside its share of
+the entries dropped."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from tadrop.figures.base import RESULT_COLUMNS, empty_figure
+
+RANKINGS = {
+    "dropped_share": "entries dropped",
+    "param_share": "parameters",
+}
+DROPPED_COLOUR = "#e45756"
+
+
+def sparsity_contributions(
+    contributions: pd.DataFrame, task: str, *, top: int = 15, by: str = "dropped_share"
+) -> go.Figure:
+    """The ``top`` tensors of one task ranked ``by`` their share of the entries dropped (numel x d
+    over the task vector's entries; the bars of all tensors add up to the overall sparsity) or of
+    the parameters; both shares drawn side by side. Zero-heavy tensors are marked."""
+    if by not in RANKINGS:
+        raise ValueError(f"Rank tensors by one of {', '.join(RANKINGS)}, not {by!r}.")
+    rows = (
+        contributions[contributions["task"] == task] if not contributions.empty else contributions
+    )
+    if rows.empty:
+        return empty_figure(f"No tensors for the task {task!r}.")
+    shown = rows.nlargest(top, by).iloc[::-1]  # largest at the top of a horizontal bar chart
+    labels = [
+        f"{tensor} (mostly zeros)" if heavy else str(tensor)
+        for tensor, heavy in zip(shown["tensor"], shown["zero_heavy"], strict=True)
+    ]
+    details = shown[["drop_rate", "zero_frac", "numel"]].to_numpy()
+    hover = (
+        "%{y}<br>%{x:.2%} of the task vector<br>d = %{customdata[0]:.3f}, "
+        "zeros %{customdata[1]:.1%}, %{customdata[2]:,} entries<extra>%{fullData.name}</extra>"
+    )
+    figure = go.Figure(
+        [
+            go.Bar(
+                y=labels,
+                x=shown["param_share"],
+                orientation="h",
+                name="share of the parameters",
+                marker_color=RESULT_COLUMNS["base"],
+                customdata=details,
+                hovertemplate=hover,
+            ),
+            go.Bar(
+                y=labels,
+                x=shown["dropped_share"],
+                orientation="h",
+                name="share dropped (numel × d / all entries)",
+                marker_color=DROPPED_COLOUR,
+                customdata=details,
+                hovertemplate=hover,
+            ),
+        ]
+    )
+    overall = float(rows["dropped_share"].sum())
+    figure.update_xaxes(title="share of the task vector's entries", tickformat=".0%")
+    figure.update_layout(
+        barmode="group",
+        height=160 + 34 * len(shown),
+        title=f"{task}: the {len(shown)} of {len(rows)} tensors with the most {RANKINGS[by]} "
+        f"(overall sparsity {overall:.1%})",
+        legend={"orientation": "h", "y": -0.2},
+    )
+    return figure
