@@ -19,7 +19,7 @@ st.caption(
 statistic_column, kind_column, param_column = st.columns([1, 2, 1])
 statistic = statistic_column.selectbox(
     "Statistic",
-    ["std", "mean_abs", "kurtosis", "drop_rate", "l2", "max_abs"],
+    ["std", "mean_abs", "kurtosis", "drop_rate", "l2", "max_abs", "zero_frac"],
     format_func=figures.statistic_label,
     key="het_statistic",
 )
@@ -33,7 +33,19 @@ params = param_column.multiselect(
     key="het_params",
 )
 selection = stats[stats["kind"].isin(kinds) & stats["param"].isin(params)]
-st.plotly_chart(figures.statistic_heatmap(selection, statistic), key="het_heatmap")
+is_fraction = statistic in figures.FRACTION_STATISTICS
+unit_scale = st.toggle(
+    "0-1 scale",
+    value=False,
+    key="het_unit_scale",
+    disabled=not is_fraction,
+    help="Off: colours fit the data (the colour bar says how). On: fixed at 0-1; only for "
+    "fractions (quantile ratio, fraction of zeros).",
+)
+st.plotly_chart(
+    figures.statistic_heatmap(selection, statistic, unit_scale=unit_scale and is_fraction),
+    key="het_heatmap",
+)
 
 groups_tab, layer_tab, projection_tab = st.tabs(
     ["Attention vs MLP", "Module types in a layer", "Up vs down projection"]

@@ -1,12 +1,62 @@
 """Sparsity landscape (the paper's Fig. 5-7): TADrop's drop rates for any (a, b, eps), redrawn
-from the precomputed quantile sketches without reading a tensor again."""
+from the precomputed quantile sketches without reading a tensor again, and where each task's
+overall sparsity comes from."""
 
 import time
 
 import streamlit as st
 
 from dashboard import figures, state, widgets
-from tadrop.stats import overall_sparsity
+from tadrop.stats import (
+    DOMINANT_SHARE,
+    ZERO_HEAVY_FRACTION,
+    SparsityFacts,
+    overall_sparsity,
+    sparsity_facts,
+    tensor_contributions,
+)
+
+ALL_TASKS = "All tasks (one panel each)"
+
+
+def dominance_text(facts: SparsityFacts) -> str:
+    """The words for a dominant tensor (or its absence), numbers from ``facts``."""
+    dominant = facts.dominant
+    if dominant is None:
+        return (
+            f"**No tensor dominates.** None holds {DOMINANT_SHARE:.0%} or more of the entries, so "
+            "the overall sparsity mixes many tensors' drop rates."
+        )
+    rest = 1 - dominant.param_share
+    return (
+        f"**One tensor dominates.** `{dominant.tensor}` holds {dominant.param_share:.0%} of the "
+        f"task vector's entries and drops {dominant.drop_rate:.1%} of them; the other tensors "
+        f"drop {dominant.rest_drop_rate:.1%}. The overall {facts.overall:.1%} is "
+        f"{dominant.param_share:.0%} × {dominant.drop_rate:.1%} + {rest:.0%} × "
+        f"{dominant.rest_drop_rate:.1%}, so it follows that one tensor: each 10 points its d "
+        f"moves (as b moves) move the overall sparsity by {dominant.param_share * 10:.1f} points."
+    )
+
+
+def zero_heavy_text(facts: SparsityFacts, a: float) -> str:
+    """The words for tensors whose task vector is mostly exact zeros, numbers from ``facts``."""
+    heavy = facts.zero_heavy
+    if heavy is None:
+        return (
+            f"**No zero-heavy tensor.** No tensor has more than {ZERO_HEAVY_FRACTION:.0%} of τ "
+            "exactly zero."
+        )
+    return (
+        f"**{heavy.count} of {facts.tensors} tensors are mostly zeros** (over "
+        f"{ZERO_HEAVY_FRACTION:.0%} of τ exactly 0; together {heavy.param_share:.1%} of the "
+        f"entries); they drop {heavy.mean_drop_rate:.1%} of their entries. The biggest is "
+        f"`{heavy.biggest}`: {heavy.biggest_zero_frac:.0%} zeros, d = "
+        f"{heavy.biggest_drop_rate:.3f}. Once more than a fraction a (= {a:g}) of τ is zero, "
+        "Q_a(|τ|) = 0 and d = Q_a / (Q_b + ε) = 0 (past b, Q_b is 0 as well): TADrop keeps the "
+        "whole tensor. Such tensors are embedding rows of tokens the task never saw, or tensors "
+        "fine-tuning froze."
+    )
+
 
 st.title("Sparsity landscape")
 source, family = widgets.require_family()
@@ -16,31 +66,93 @@ st.markdown(
     "with the smallest |τ|. Move the quantiles and watch where the sparsity goes."
 )
 a, b, eps = widgets.quantile_controls()
+unit_scale = st.toggle(
+    "0-1 scale",
+    value=False,
+    key="landscape_unit_scale",
+    help="Off: colours and rate axes fit the data (the colour bar says how). On: fixed at 0-1.",
+)
 
 started = time.perf_counter()
 rates = state.drop_rates(source.key, state.device(), a, b, eps, family)
 sparsity = overall_sparsity(stats, rates["drop_rate"])
+contributions = tensor_contributions(stats, rates["drop_rate"])
 computed = time.perf_counter()
-heatmap = figures.drop_rate_heatmap(rates)
-by_kind = figures.drop_rate_by_kind_layer(rates)
-contrast = figures.uniform_rate_contrast(rates, sparsity.to_dict())
-drawn = time.perf_counter()
 
 st.markdown("**Overall sparsity** (fraction of each task vector's entries TADrop drops)")
 columns = st.columns(len(sparsity) + 1)
 columns[0].metric("All tasks", f"{sparsity.mean():.1%}")
 for column, (task, value) in zip(columns[1:], sparsity.items(), strict=True):
     column.metric(f"{task}", f"{value:.1%}")
-st.caption(
-    f"Drop rates of {len(rates)} task × tensor pairs computed from the quantile sketches in "
-    f"{(computed - started) * 1000:.0f} ms (no tensor read); figures built in "
-    f"{(drawn - computed) * 1000:.0f} ms."
+timing = st.empty()
+drawing_seconds = [0.0]  # time spent building figures, for the caption
+
+
+def draw(build, key: str) -> None:
+    """Build a figure (timed for the caption) and show it."""
+    begun = time.perf_counter()
+    figure = build()
+    drawing_seconds[0] += time.perf_counter() - begun
+    st.plotly_chart(figure, key=key)
+
+
+draw(lambda: figures.drop_rate_heatmap(rates, unit_scale=unit_scale), "landscape_heatmap")
+draw(lambda: figures.drop_rate_by_kind_layer(rates, unit_scale=unit_scale), "landscape_by_kind")
+
+st.subheader("Drop rate by component (paper Fig. 6 and 7)")
+one_task, every_task = st.tabs(["One task (Fig. 6)", "All tasks (Fig. 7)"])
+with one_task:
+    fig6_task = st.selectbox("Task", family.task_names, key="landscape_fig6_task")
+    draw(
+        lambda: figures.component_drop_rates(rates, fig6_task, unit_scale=unit_scale),
+        "landscape_fig6",
+    )
+with every_task:
+    draw(
+        lambda: figures.component_drop_rates_by_task(rates, unit_scale=unit_scale),
+        "landscape_fig7",
+    )
+
+st.subheader("TADrop vs one uniform rate of the same overall sparsity")
+contrast_choice = st.selectbox(
+    "Show", [*family.task_names, ALL_TASKS], key="landscape_contrast_task"
+)
+contrast_tasks = None if contrast_choice == ALL_TASKS else [contrast_choice]
+draw(
+    lambda: figures.uniform_rate_contrast(
+        rates, sparsity.to_dict(), tasks=contrast_tasks, unit_scale=unit_scale
+    ),
+    "landscape_contrast",
 )
 
-st.plotly_chart(heatmap, key="landscape_heatmap")
-kind_column, contrast_column = st.columns(2)
-kind_column.plotly_chart(by_kind, key="landscape_by_kind")
-contrast_column.plotly_chart(contrast, key="landscape_contrast")
+st.subheader("Where the overall sparsity comes from")
+task_column, rank_column, top_column = st.columns([2, 2, 1])
+contribution_task = task_column.selectbox(
+    "Task", family.task_names, key="landscape_contribution_task"
+)
+ranking = rank_column.radio(
+    "Rank tensors by",
+    list(figures.CONTRIBUTION_RANKINGS),
+    format_func=figures.CONTRIBUTION_RANKINGS.get,
+    horizontal=True,
+    key="landscape_contribution_rank",
+)
+top = top_column.number_input("Tensors", 3, 60, 15, key="landscape_contribution_top")
+draw(
+    lambda: figures.sparsity_contributions(
+        contributions, contribution_task, top=int(top), by=ranking
+    ),
+    "landscape_contributions",
+)
+facts = sparsity_facts(contributions, contribution_task)
+st.markdown(dominance_text(facts))
+st.markdown(zero_heavy_text(facts, a))
+
+timing.caption(
+    f"Drop rates of {len(rates)} task × tensor pairs computed from the quantile sketches in "
+    f"{(computed - started) * 1000:.0f} ms (no tensor read); figures built in "
+    f"{drawing_seconds[0] * 1000:.0f} ms."
+)
 
 st.subheader("Drop rate per tensor")
 table = rates.pivot_table(index="tensor", columns="task", values="drop_rate", sort=False)

@@ -11,7 +11,7 @@ from tadrop.figures.base import (
     empty_figure,
     statistic_label,
 )
-from tadrop.figures.contributions import sparsity_contributions
+from tadrop.figures.contributions import CONTRIBUTION_RANKINGS, sparsity_contributions
 from tadrop.figures.export import EXPORT_TEMPLATE, export_images, export_problem, figures_to_svg
 from tadrop.figures.landscape import (
     component_drop_rates,
@@ -33,6 +33,7 @@ from tadrop.figures.statistics import (
 )
 
 __all__ = [
+    "CONTRIBUTION_RANKINGS",
     "DROP_RATE_SCALE",
     "FRACTION_STATISTICS",
     "ColorRange",

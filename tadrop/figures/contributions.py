@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 
 from tadrop.figures.base import RESULT_COLUMNS, empty_figure
 
-RANKINGS = {
+CONTRIBUTION_RANKINGS = {
     "dropped_share": "entries dropped",
     "param_share": "parameters",
 }
@@ -22,8 +22,8 @@ def sparsity_contributions(
     """The ``top`` tensors of one task ranked ``by`` their share of the entries dropped (numel x d
     over the task vector's entries; the bars of all tensors add up to the overall sparsity) or of
     the parameters; both shares drawn side by side. Zero-heavy tensors are marked."""
-    if by not in RANKINGS:
-        raise ValueError(f"Rank tensors by one of {', '.join(RANKINGS)}, not {by!r}.")
+    if by not in CONTRIBUTION_RANKINGS:
+        raise ValueError(f"Rank tensors by one of {', '.join(CONTRIBUTION_RANKINGS)}, not {by!r}.")
     rows = (
         contributions[contributions["task"] == task] if not contributions.empty else contributions
     )
@@ -66,7 +66,7 @@ def sparsity_contributions(
     figure.update_layout(
         barmode="group",
         height=160 + 34 * len(shown),
-        title=f"{task}: the {len(shown)} of {len(rows)} tensors with the most {RANKINGS[by]} "
+        title=f"{task}: the {len(shown)} of {len(rows)} tensors with the most {CONTRIBUTION_RANKINGS[by]} "
         f"(overall sparsity {overall:.1%})",
         legend={"orientation": "h", "y": -0.2},
     )
