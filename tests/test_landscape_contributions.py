@@ -9,6 +9,7 @@ import torch
 
 from tadrop.stats import (
     DOMINANT_SHARE,
+    NEAR_ZERO_DROP_RATE,
     ZERO_HEAVY_FRACTION,
     overall_sparsity,
     sparsity_facts,
@@ -71,15 +72,23 @@ def test_zero_heavy_tensors_are_counted_and_the_biggest_named():
             ("t", "small_zeros", 100, 0.6, 0.1),
             ("t", "half_zeros", 200, ZERO_HEAVY_FRACTION, 0.3),  # exactly half: not zero-heavy
             ("t", "dense", 200, 0.0, 0.35),
+            ("t", "decayed", 50, 0.0, 0.003),  # near zeros: Q_a is 0.3% of Q_b
         ]
     )
-    facts = sparsity_facts(tensor_contributions(rows, rows["drop_rate"]), "t")
-    heavy = facts.zero_heavy
-    assert heavy.count == 2
+    contributions = tensor_contributions(rows, rows["drop_rate"]).set_index("tensor")
+    assert list(contributions.index[contributions["zero_heavy"]]) == ["big_zeros", "small_zeros"]
+    assert list(contributions.index[contributions["mostly_zero"]]) == [
+        "big_zeros",
+        "small_zeros",
+        "decayed",
+    ]
+    heavy = sparsity_facts(contributions.reset_index(), "t").zero_heavy
+    assert (heavy.count, heavy.exact) == (3, 2)
     assert heavy.biggest == "big_zeros"
     assert heavy.biggest_zero_frac == pytest.approx(0.9) and heavy.biggest_drop_rate == 0.0
-    assert heavy.param_share == pytest.approx(0.6)
-    assert heavy.mean_drop_rate == pytest.approx((500 * 0.0 + 100 * 0.1) / 600)
+    assert heavy.param_share == pytest.approx(650 / 1050)
+    assert heavy.mean_drop_rate == pytest.approx((500 * 0.0 + 100 * 0.1 + 50 * 0.003) / 650)
+    assert NEAR_ZERO_DROP_RATE == 0.01
 
 
 def test_no_dominant_and_no_zero_heavy_tensor_is_none():

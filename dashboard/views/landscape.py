@@ -9,6 +9,7 @@ import streamlit as st
 from dashboard import figures, state, widgets
 from tadrop.stats import (
     DOMINANT_SHARE,
+    NEAR_ZERO_DROP_RATE,
     ZERO_HEAVY_FRACTION,
     SparsityFacts,
     overall_sparsity,
@@ -39,22 +40,24 @@ def dominance_text(facts: SparsityFacts) -> str:
 
 
 def zero_heavy_text(facts: SparsityFacts, a: float) -> str:
-    """The words for tensors whose task vector is mostly exact zeros, numbers from ``facts``."""
+    """The words for tensors whose task vector is mostly (near) zeros, numbers from ``facts``."""
     heavy = facts.zero_heavy
     if heavy is None:
         return (
-            f"**No zero-heavy tensor.** No tensor has more than {ZERO_HEAVY_FRACTION:.0%} of τ "
-            "exactly zero."
+            f"**No tensor is mostly zeros.** None has more than {ZERO_HEAVY_FRACTION:.0%} of τ "
+            f"exactly zero, nor d under {NEAR_ZERO_DROP_RATE:g}."
         )
     return (
-        f"**{heavy.count} of {facts.tensors} tensors are mostly zeros** (over "
-        f"{ZERO_HEAVY_FRACTION:.0%} of τ exactly 0; together {heavy.param_share:.1%} of the "
-        f"entries); they drop {heavy.mean_drop_rate:.1%} of their entries. The biggest is "
-        f"`{heavy.biggest}`: {heavy.biggest_zero_frac:.0%} zeros, d = "
-        f"{heavy.biggest_drop_rate:.3f}. Once more than a fraction a (= {a:g}) of τ is zero, "
-        "Q_a(|τ|) = 0 and d = Q_a / (Q_b + ε) = 0 (past b, Q_b is 0 as well): TADrop keeps the "
-        "whole tensor. Such tensors are embedding rows of tokens the task never saw, or tensors "
-        "fine-tuning froze."
+        f"**{heavy.count} of {facts.tensors} tensors are mostly zeros**: {heavy.exact} with over "
+        f"{ZERO_HEAVY_FRACTION:.0%} of τ exactly 0, {heavy.count - heavy.exact} more with d under "
+        f"{NEAR_ZERO_DROP_RATE:g} (Q_a below {NEAR_ZERO_DROP_RATE:.0%} of Q_b: most entries near "
+        f"zero beside the few the task moved). Together they hold {heavy.param_share:.1%} of the "
+        f"entries and drop {heavy.mean_drop_rate:.1%} of them. The biggest is `{heavy.biggest}`: "
+        f"{heavy.biggest_zero_frac:.0%} exact zeros, d = {heavy.biggest_drop_rate:.3f}. Once "
+        f"more than a fraction a (= {a:g}) of τ is zero, Q_a(|τ|) = 0 and "
+        "d = Q_a / (Q_b + ε) = 0: TADrop keeps the whole tensor; near zeros make d small the same "
+        "way. Such tensors are embedding rows of tokens the task never saw (left at zero, or "
+        "moved a hair by weight decay), or tensors fine-tuning froze."
     )
 
 

@@ -21,7 +21,8 @@ def sparsity_contributions(
 ) -> go.Figure:
     """The ``top`` tensors of one task ranked ``by`` their share of the entries dropped (numel x d
     over the task vector's entries; the bars of all tensors add up to the overall sparsity) or of
-    the parameters; both shares drawn side by side. Zero-heavy tensors are marked."""
+    the parameters; both shares drawn side by side. Tensors whose tau is mostly (near) zeros are
+    marked (``tadrop.stats.contributions``)."""
     if by not in CONTRIBUTION_RANKINGS:
         raise ValueError(f"Rank tensors by one of {', '.join(CONTRIBUTION_RANKINGS)}, not {by!r}.")
     rows = (
@@ -32,7 +33,7 @@ def sparsity_contributions(
     shown = rows.nlargest(top, by).iloc[::-1]  # largest at the top of a horizontal bar chart
     labels = [
         f"{tensor} (mostly zeros)" if heavy else str(tensor)
-        for tensor, heavy in zip(shown["tensor"], shown["zero_heavy"], strict=True)
+        for tensor, heavy in zip(shown["tensor"], shown["mostly_zero"], strict=True)
     ]
     details = shown[["drop_rate", "zero_frac", "numel"]].to_numpy()
     hover = (

@@ -4,6 +4,7 @@ tensor's share of a task's sparsity (``contributions.py``)."""
 
 from tadrop.stats.contributions import (
     DOMINANT_SHARE,
+    NEAR_ZERO_DROP_RATE,
     ZERO_HEAVY_FRACTION,
     SparsityFacts,
     sparsity_facts,
@@ -30,6 +31,7 @@ from tadrop.stats.table import (
 __all__ = [
     "COLUMNS",
     "DOMINANT_SHARE",
+    "NEAR_ZERO_DROP_RATE",
     "SKETCH_GRID",
     "SKETCH_POINTS",
     "SparsityFacts",

@@ -9,7 +9,9 @@ situations make the overall number misleading, and are named here:
   mostly that tensor's d, so moving b swings it with that one tensor;
 - zero-heavy tensors (rows of an embedding the task never saw, frozen tensors): once the
   fraction of exact zeros in tau exceeds a, Q_a(|tau|) = 0 and d = Q_a / (Q_b + eps) = 0, so
-  the tensor drops nothing whatever b is.
+  the tensor drops nothing whatever b is. Rows that weight decay or rounding left *near* zero
+  do the same up to a little: Q_a is then a tiny fraction of Q_b, and so is d (the quick text
+  demo's word embedding: Q_a = 6e-7, Q_b = 2e-4, d = 0.003). Both count as mostly zeros here.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ DOMINANT_SHARE = 0.25
 # A tensor is zero-heavy when more than this fraction of its task-vector entries is exactly 0
 # (at TADrop's default a = 0.5, such a tensor has Q_a = 0, hence d = 0).
 ZERO_HEAVY_FRACTION = 0.5
+# A tensor is near-zero-heavy when d = Q_a / (Q_b + eps) is below this: the lower a-fraction of
+# |tau| is under 1% of Q_b, next to nothing beside the entries the task moved.
+NEAR_ZERO_DROP_RATE = 0.01
 
 CONTRIBUTION_COLUMNS = [
     "task",
@@ -34,6 +39,7 @@ CONTRIBUTION_COLUMNS = [
     "dropped_share",
     "zero_frac",
     "zero_heavy",
+    "mostly_zero",
 ]
 
 
@@ -58,6 +64,9 @@ def tensor_contributions(table: pd.DataFrame, drop_rates: pd.Series) -> pd.DataF
     contributions["drop_rate"] = drop_rates.astype("float64")
     contributions["dropped_share"] = numel * contributions["drop_rate"] / task_numel
     contributions["zero_heavy"] = contributions["zero_frac"] > ZERO_HEAVY_FRACTION
+    contributions["mostly_zero"] = contributions["zero_heavy"] | (
+        contributions["drop_rate"] < NEAR_ZERO_DROP_RATE
+    )
     return contributions[CONTRIBUTION_COLUMNS]
 
 
@@ -73,9 +82,11 @@ class DominantTensor:
 
 @dataclass(frozen=True)
 class ZeroHeavyTensors:
-    """A task's tensors with more than ``ZERO_HEAVY_FRACTION`` exact zeros in tau."""
+    """A task's tensors whose tau is mostly zeros: more than ``ZERO_HEAVY_FRACTION`` exact
+    zeros, or near zeros (d below ``NEAR_ZERO_DROP_RATE``)."""
 
     count: int
+    exact: int  # how many of them have more than ZERO_HEAVY_FRACTION exact zeros
     param_share: float  # their share of the task vector's entries
     mean_drop_rate: float  # numel-weighted d over them
     biggest: str  # the largest of them by numel
@@ -127,12 +138,13 @@ def _dominant(rows: pd.DataFrame) -> DominantTensor | None:
 
 
 def _zero_heavy(rows: pd.DataFrame) -> ZeroHeavyTensors | None:
-    heavy = rows[rows["zero_heavy"]]
+    heavy = rows[rows["mostly_zero"]]
     if heavy.empty:
         return None
     biggest = heavy.loc[heavy["numel"].idxmax()]
     return ZeroHeavyTensors(
         count=len(heavy),
+        exact=int(heavy["zero_heavy"].sum()),
         param_share=float(heavy["param_share"].sum()),
         mean_drop_rate=_weighted_rate(heavy),
         biggest=str(biggest["tensor"]),
