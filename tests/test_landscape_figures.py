@@ -13,10 +13,10 @@ from tadrop.figures import color_range
 from tadrop.stats import tensor_contributions
 
 
-def test_color_range_spans_the_2nd_to_98th_percentile_of_the_cells():
+def test_color_range_spans_the_5th_to_95th_percentile_of_the_cells():
     scale = color_range(np.arange(101.0))  # percentile p of 0..100 is p
-    assert (scale.zmin, scale.zmax) == pytest.approx((2.0, 98.0))
-    assert scale.rule == "colours: 2-98 (2-98th percentile)"
+    assert (scale.zmin, scale.zmax) == pytest.approx((5.0, 95.0))
+    assert scale.rule == "colours: 5-95 (5-95th percentile)"
 
 
 def test_color_range_ignores_missing_cells_and_widens_a_flat_grid():
@@ -50,7 +50,7 @@ def test_every_heatmap_fits_its_colours_to_the_data_unless_asked_for_0_1(draw):
     rates = flat_rates()
     fitted = draw(rates, False).data[0]
     cells = np.asarray(fitted.z, dtype=float)
-    low, high = np.nanpercentile(cells, [2, 98])
+    low, high = np.nanpercentile(cells, [5, 95])
     assert (fitted.zmin, fitted.zmax) == pytest.approx((low, high))
     assert 0.33 <= fitted.zmin < fitted.zmax <= 0.36
     assert "percentile" in fitted.colorbar.title.text
@@ -115,12 +115,20 @@ def test_contributions_figure_ranks_tensors_and_marks_zero_heavy_ones():
     rates = make_stats()
     rates.loc[rates.tensor == "classifier.weight", "zero_frac"] = 0.9
     contributions = tensor_contributions(rates, rates["drop_rate"])
+    contributions.loc[contributions.tensor.str.startswith("embeddings"), "drop_rate"] = 0.0
+    contributions.loc[contributions.tensor.str.startswith("embeddings"), "dropped_share"] = 0.0
     figure = figures.sparsity_contributions(contributions, "sst2", top=3)
     parameters, dropped = figure.data
     sst2 = contributions[contributions.task == "sst2"]
     expected = sst2.nlargest(3, "dropped_share")
-    assert list(dropped.x) == pytest.approx(list(expected.dropped_share[::-1]))
-    assert dropped.y[-1] == expected.tensor.iloc[0]  # the largest at the top
+    assert list(dropped.x[1:]) == pytest.approx(list(expected.dropped_share[::-1]))
+    assert dropped.y[-1] == expected.tensor.iloc[0]  # the first at the top
+    # the embedding drops nothing but holds the most parameters: added at the bottom
+    assert dropped.y[0] == "embeddings.word_embeddings.weight (largest)"
+    assert parameters.x[0] == pytest.approx(1000 / (1000 + 18 * 64 + 32))
+    assert "the 3 of 20 tensors with the most entries dropped and the largest" in (
+        figure.layout.title.text
+    )
     by_params = figures.sparsity_contributions(contributions, "sst2", top=20, by="param_share")
     labels = list(by_params.data[0].y)
     assert labels[-1] == "embeddings.word_embeddings.weight"

@@ -21,7 +21,8 @@ def sparsity_contributions(
 ) -> go.Figure:
     """The ``top`` tensors of one task ranked ``by`` their share of the entries dropped (numel x d
     over the task vector's entries; the bars of all tensors add up to the overall sparsity) or of
-    the parameters; both shares drawn side by side. Tensors whose tau is mostly (near) zeros are
+    the parameters; both shares drawn side by side. The largest tensor is added when it is not
+    among them. Tensors whose tau is mostly (near) zeros are
     marked (``tadrop.stats.contributions``)."""
     if by not in CONTRIBUTION_RANKINGS:
         raise ValueError(f"Rank tensors by one of {', '.join(CONTRIBUTION_RANKINGS)}, not {by!r}.")
@@ -30,11 +31,13 @@ def sparsity_contributions(
     )
     if rows.empty:
         return empty_figure(f"No tensors for the task {task!r}.")
-    shown = rows.nlargest(top, by).iloc[::-1]  # largest at the top of a horizontal bar chart
-    labels = [
-        f"{tensor} (mostly zeros)" if heavy else str(tensor)
-        for tensor, heavy in zip(shown["tensor"], shown["mostly_zero"], strict=True)
-    ]
+    shown = rows.nlargest(top, by)
+    largest = rows["param_share"].idxmax()  # shown always: it may set the overall sparsity
+    added = largest not in shown.index
+    if added:
+        shown = pd.concat([shown, rows.loc[[largest]]])
+    shown = shown.iloc[::-1]  # first at the top of a horizontal bar chart
+    labels = [_label(row, added and index == largest) for index, row in shown.iterrows()]
     details = shown[["drop_rate", "zero_frac", "numel"]].to_numpy()
     hover = (
         "%{y}<br>%{x:.2%} of the task vector<br>d = %{customdata[0]:.3f}, "
@@ -63,12 +66,18 @@ def sparsity_contributions(
         ]
     )
     overall = float(rows["dropped_share"].sum())
-    figure.update_xaxes(title="share of the task vector's entries", tickformat=".0%")
+    figure.update_xaxes(title="share of the task vector's entries", tickformat=".1%")
     figure.update_layout(
         barmode="group",
         height=160 + 34 * len(shown),
-        title=f"{task}: the {len(shown)} of {len(rows)} tensors with the most {CONTRIBUTION_RANKINGS[by]} "
+        title=f"{task}: the {len(shown) - added} of {len(rows)} tensors with the most "
+        f"{CONTRIBUTION_RANKINGS[by]}{' and the largest' if added else ''} "
         f"(overall sparsity {overall:.1%})",
         legend={"orientation": "h", "y": -0.2},
     )
     return figure
+
+
+def _label(row: pd.Series, added: bool) -> str:
+    notes = [note for note, on in (("mostly zeros", row["mostly_zero"]), ("largest", added)) if on]
+    return f"{row['tensor']} ({', '.join(notes)})" if notes else str(row["tensor"])
