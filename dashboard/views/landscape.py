@@ -48,10 +48,10 @@ def zero_heavy_text(facts: SparsityFacts, a: float) -> str:
             f"exactly zero, nor d under {NEAR_ZERO_DROP_RATE:g}."
         )
     return (
-        f"**{heavy.count} of {facts.tensors} tensors are mostly zeros**: {heavy.exact} with over "
-        f"{ZERO_HEAVY_FRACTION:.0%} of τ exactly 0, {heavy.count - heavy.exact} more with d under "
-        f"{NEAR_ZERO_DROP_RATE:g} (Q_a below {NEAR_ZERO_DROP_RATE:.0%} of Q_b: most entries near "
-        f"zero beside the few the task moved). Together they hold {heavy.param_share:.1%} of the "
+        f"**{heavy.count} of {facts.tensors} tensors are mostly zeros** ({heavy.exact} with over "
+        f"{ZERO_HEAVY_FRACTION:.0%} of τ exactly 0, {heavy.count - heavy.exact} with d under "
+        f"{NEAR_ZERO_DROP_RATE:g} otherwise: Q_a below {NEAR_ZERO_DROP_RATE:.0%} of Q_b, most "
+        f"entries near zero beside the few the task moved). Together they hold {heavy.param_share:.1%} of the "
         f"entries and drop {heavy.mean_drop_rate:.1%} of them. The biggest is `{heavy.biggest}`: "
         f"{heavy.biggest_zero_frac:.0%} exact zeros, d = {heavy.biggest_drop_rate:.3f}. Once "
         f"more than a fraction a (= {a:g}) of τ is zero, Q_a(|τ|) = 0 and "
