@@ -108,39 +108,50 @@ def uniform_rate_contrast(
     )
     palette = px.colors.qualitative.Plotly
     for index, task in enumerate(shown):
-        rows = ordered[ordered["task"] == task]
-        colour = palette[index % len(palette)]
-        where = panel_position(index, columns)
-        figure.add_trace(
-            go.Scatter(
-                x=rows["position"],
-                y=rows["drop_rate"],
-                mode="lines+markers",
-                marker_size=4,
-                line_color=colour,
-                name=f"{task}: TADrop",
-                customdata=rows[["tensor"]].to_numpy(),
-                hovertemplate="%{customdata[0]}<br>drop rate %{y:.3f}<extra></extra>",
-            ),
-            **where,
+        traces = _contrast_traces(
+            ordered[ordered["task"] == task],
+            task,
+            uniform_rates.get(task),
+            colour=palette[index % len(palette)],
+            last_position=len(order) - 1,
         )
-        if task in uniform_rates:
-            figure.add_trace(
-                go.Scatter(
-                    x=[0, len(order) - 1],
-                    y=[uniform_rates[task]] * 2,
-                    mode="lines",
-                    line={"color": colour, "dash": "dash"},
-                    name=f"{task}: uniform {uniform_rates[task]:.3f}",
-                ),
-                **where,
-            )
+        for trace in traces:
+            figure.add_trace(trace, **panel_position(index, columns))
     figure.update_yaxes(range=rate_axis_range(unit_scale))
     figure.update_layout(
         title="TADrop per tensor (solid) vs one uniform rate per task (dashed)",
         showlegend=len(shown) == 1,
     )
     return figure
+
+
+def _contrast_traces(
+    rows: pd.DataFrame, task: str, uniform: float | None, *, colour: str, last_position: int
+) -> list[go.Scatter]:
+    """One task's TADrop rates along the model, and its uniform rate as a dashed line."""
+    traces = [
+        go.Scatter(
+            x=rows["position"],
+            y=rows["drop_rate"],
+            mode="lines+markers",
+            marker_size=4,
+            line_color=colour,
+            name=f"{task}: TADrop",
+            customdata=rows[["tensor"]].to_numpy(),
+            hovertemplate="%{customdata[0]}<br>drop rate %{y:.3f}<extra></extra>",
+        )
+    ]
+    if uniform is not None:
+        traces.append(
+            go.Scatter(
+                x=[0, last_position],
+                y=[uniform, uniform],
+                mode="lines",
+                line={"color": colour, "dash": "dash"},
+                name=f"{task}: uniform {uniform:.3f}",
+            )
+        )
+    return traces
 
 
 def _contrast_panel_title(task: str, uniform_rates: Mapping[str, float]) -> str:
