@@ -14,6 +14,9 @@ from test_dashboard_app import messages, open_app
 
 from dashboard.sources import FamilySource
 
+ALL_TASKS = "All tasks, one panel each"  # the page's choices of every task
+EVERY_TASK = "All tasks (Fig. 7)"
+
 # A word embedding with 2/3 of the parameters, whose task vectors touch 2 of its 64 rows (the
 # rest exactly zero, as for tokens a task never sees), a frozen LayerNorm and dense layers.
 SHAPES = {
@@ -75,7 +78,15 @@ def test_the_0_1_toggle_switches_the_landscape_from_fitted_colours_to_0_1(lopsid
     app.toggle(key="landscape_unit_scale").set_value(True).run()
     fixed = chart(app, "landscape_heatmap")["data"][0]
     assert (fixed["zmin"], fixed["zmax"]) == (0.0, 1.0)
-    assert chart(app, "landscape_fig7")["layout"]["yaxis"]["range"] == [0.0, 1.0]
+    assert chart(app, "landscape_fig6")["layout"]["yaxis"]["range"] == [0.0, 1.0]
+    app.radio(key="landscape_components_view").set_value(EVERY_TASK).run()
+    fig7 = chart(app, "landscape_fig7")
+    assert fig7["layout"]["yaxis"]["range"] == [0.0, 1.0]
+    assert [title["text"] for title in fig7["layout"]["annotations"][:3]] == [
+        "task0",
+        "task1",
+        "task2",
+    ]
 
 
 def test_the_page_explains_the_dominant_zero_heavy_embedding(lopsided):
@@ -93,7 +104,7 @@ def test_the_page_explains_the_dominant_zero_heavy_embedding(lopsided):
 def test_the_contrast_shows_one_task_or_every_task(lopsided):
     app = open_app(lopsided, "landscape")
     assert len(chart(app, "landscape_contrast")["data"]) == 2  # task0: TADrop and uniform
-    app.selectbox(key="landscape_contrast_task").set_value("All tasks (one panel each)").run()
+    app.selectbox(key="landscape_contrast_task").set_value(ALL_TASKS).run()
     assert len(chart(app, "landscape_contrast")["data"]) == 6
 
 

@@ -17,7 +17,9 @@ from tadrop.stats import (
     tensor_contributions,
 )
 
-ALL_TASKS = "All tasks (one panel each)"
+ONE_TASK = "One task (Fig. 6)"
+EVERY_TASK = "All tasks (Fig. 7)"
+ALL_TASKS = "All tasks, one panel each"
 
 
 def dominance_text(facts: SparsityFacts) -> str:
@@ -103,14 +105,20 @@ draw(lambda: figures.drop_rate_heatmap(rates, unit_scale=unit_scale), "landscape
 draw(lambda: figures.drop_rate_by_kind_layer(rates, unit_scale=unit_scale), "landscape_by_kind")
 
 st.subheader("Drop rate by component (paper Fig. 6 and 7)")
-one_task, every_task = st.tabs(["One task (Fig. 6)", "All tasks (Fig. 7)"])
-with one_task:
-    fig6_task = st.selectbox("Task", family.task_names, key="landscape_fig6_task")
+view_column, task_column = st.columns([2, 3])
+components_view = view_column.radio(
+    "Show",
+    [ONE_TASK, EVERY_TASK],
+    horizontal=True,
+    key="landscape_components_view",
+)
+if components_view == ONE_TASK:  # one figure per rerun: the other is not built
+    fig6_task = task_column.selectbox("Task", family.task_names, key="landscape_fig6_task")
     draw(
         lambda: figures.component_drop_rates(rates, fig6_task, unit_scale=unit_scale),
         "landscape_fig6",
     )
-with every_task:
+else:
     draw(
         lambda: figures.component_drop_rates_by_task(rates, unit_scale=unit_scale),
         "landscape_fig7",

@@ -19,9 +19,9 @@ import plotly.graph_objects as go
 
 from tadrop.figures.base import (
     DROP_RATE_SCALE,
+    add_to_panels,
     empty_figure,
     heatmap,
-    panel_position,
     rate_axis_range,
     small_multiples,
     tensor_order,
@@ -107,6 +107,7 @@ def uniform_rate_contrast(
         y_title="drop rate",
     )
     palette = px.colors.qualitative.Plotly
+    placed = []  # (trace, panel index)
     for index, task in enumerate(shown):
         traces = _contrast_traces(
             ordered[ordered["task"] == task],
@@ -115,8 +116,8 @@ def uniform_rate_contrast(
             colour=palette[index % len(palette)],
             last_position=len(order) - 1,
         )
-        for trace in traces:
-            figure.add_trace(trace, **panel_position(index, columns))
+        placed += [(trace, index) for trace in traces]
+    add_to_panels(figure, placed, columns)
     figure.update_yaxes(range=rate_axis_range(unit_scale))
     figure.update_layout(
         title="TADrop per tensor (solid) vs one uniform rate per task (dashed)",
@@ -221,9 +222,20 @@ def component_drop_rates_by_task(rates: pd.DataFrame, *, unit_scale: bool = Fals
     figure = small_multiples(
         tasks, columns=columns, x_title="component", y_title="drop rate d", panel_height=260
     )
+    means = weighted_drop_rate(rates, ["task", "kind"])  # one groupby for every panel
+    layered = with_layers(rates)
+    per_layer = (
+        weighted_drop_rate(layered, ["task", "kind", "layer"]).rename("drop_rate").reset_index()
+        if not layered.empty
+        else None
+    )
+    placed = []  # (trace, panel index)
     for index, task in enumerate(tasks):
-        for trace in _component_traces(rates[rates["task"] == task], kinds, first=index == 0):
-            figure.add_trace(trace, **panel_position(index, columns))
+        task_means = means.xs(task, level="task").reindex(kinds).dropna()
+        task_layers = None if per_layer is None else per_layer[per_layer["task"] == task]
+        traces = _component_traces(task_means, task_layers, first=index == 0)
+        placed += [(trace, index) for trace in traces]
+    add_to_panels(figure, placed, columns)
     figure.update_xaxes(type="category", categoryorder="array", categoryarray=kinds)
     figure.update_yaxes(range=rate_axis_range(unit_scale))
     figure.update_layout(
@@ -234,8 +246,10 @@ def component_drop_rates_by_task(rates: pd.DataFrame, *, unit_scale: bool = Fals
     return figure
 
 
-def _component_traces(task_rates: pd.DataFrame, kinds: list[str], *, first: bool) -> list:
-    means = weighted_drop_rate(task_rates, ["kind"]).reindex(kinds).dropna()
+def _component_traces(
+    means: pd.Series, per_layer: pd.DataFrame | None, *, first: bool
+) -> list[go.Bar | go.Scatter]:
+    """One task's bars (mean d by kind) and points (d by kind and layer)."""
     bars = go.Bar(
         x=list(means.index),
         y=means.to_numpy(),
@@ -246,10 +260,8 @@ def _component_traces(task_rates: pd.DataFrame, kinds: list[str], *, first: bool
         showlegend=first,
         hovertemplate="%{x}<br>mean drop rate %{y:.3f}<extra></extra>",
     )
-    layered = with_layers(task_rates)
-    if layered.empty:
+    if per_layer is None or per_layer.empty:
         return [bars]
-    per_layer = weighted_drop_rate(layered, ["kind", "layer"]).rename("drop_rate").reset_index()
     points = go.Scatter(
         x=per_layer["kind"],
         y=per_layer["drop_rate"],
