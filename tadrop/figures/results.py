@@ -62,10 +62,10 @@ def score_errors(results: pd.DataFrame, value: str = "merged") -> pd.Series:
 def error_bar_note(metrics: Iterable[str], value: str = "merged") -> str:
     """What the error bars are, for a chart's subtitle or a page's caption (one wording)."""
     proportions = all(metric in PROPORTIONS for metric in metrics)
-    what = "binomial √(p(1−p)/n) over the n test examples" if proportions else "as evaluated"
+    what = "binomial √(p(1−p)/n) on n examples" if proportions else "as evaluated"
     if value == "normalized":
         what += ", divided by the individual score"
-    return f"error bars: ±1 standard error ({what}); mean group: ±√(Σ se²)/tasks"
+    return f"error bars: ±1 standard error ({what}; mean: √(Σ se²)/tasks)"
 
 
 def mean_group(results: pd.DataFrame, value: str) -> pd.DataFrame:
@@ -141,7 +141,7 @@ def results_bars(results: pd.DataFrame, *, value: str = "merged") -> go.Figure:
             y=mean,
             line={"color": RESULT_COLUMNS[reference], "dash": "dash", "width": 1},
             annotation_text=f"{reference} mean {mean:.3f}",
-            annotation_position="top left",
+            annotation_position="top right",
         )
         extents += list(marks[reference])
     proportions = value == "merged" and all(metric in PROPORTIONS for metric in metrics)
@@ -152,8 +152,9 @@ def results_bars(results: pd.DataFrame, *, value: str = "merged") -> go.Figure:
     figure.update_layout(
         barmode="group",
         legend_title_text="",
-        title=f"Per-task results ({value})<br><sup>{error_bar_note(metrics, value)}; marks and "
-        "dashed lines: individual and base models</sup>",
+        title=f"Per-task results ({value})<br><sup>{error_bar_note(metrics, value)}<br>marks "
+        "and dashed lines: individual and base models</sup>",
+        margin={"t": 110},
     )
     return figure
 
