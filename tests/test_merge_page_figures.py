@@ -115,3 +115,18 @@ def test_the_sweep_draws_the_no_sparsifier_merge_as_a_reference_line():
     assert line.y0 == line.y1 == 0.92
     low, high = figure.layout.yaxis.range
     assert low == pytest.approx(0.788) and high == pytest.approx(0.932)
+
+
+def test_runs_without_references_or_proportions_draw_bars_only_and_zoom_freely():
+    own = evaluation(
+        metric=["perplexity"] * 2,
+        merged=[12.0, 20.0],
+        individual=[math.nan] * 2,
+        base=[math.nan] * 2,
+        merged_stderr=[0.5, 1.0],
+    )
+    figure = results_bars(own)
+    assert [trace.type for trace in figure.data] == ["bar"] and not figure.layout.shapes
+    # drawn extents: 11.5 .. 21.0 (score ± stderr; mean 16 ± 0.56), padded by 0.95 each side
+    assert figure.layout.yaxis.range == pytest.approx((11.5 - 0.95, 21.0 + 0.95))
+    assert "as evaluated" in figure.layout.title.text

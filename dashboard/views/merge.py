@@ -307,7 +307,8 @@ if section == SWEEP_SECTIONS[0]:
     if st.button("Run sweep", key="sweep_run"):
         run_sparsity_sweep(targets_text, sweep_sparsifiers, baseline)
     swept = st.session_state.get("sweep_points", sweeps.empty_sweep())
-    st.plotly_chart(figures.sparsity_sweep(swept), key="sweep_figure")
+    scored_by = {"score_label": swept["score_kind"].iloc[0]} if not swept.empty else {}
+    st.plotly_chart(figures.sparsity_sweep(swept, **scored_by), key="sweep_figure")
     if not swept.empty:
         st.dataframe(
             swept.drop(columns=["setting"]),
