@@ -20,7 +20,15 @@ from tadrop.evaluate.scores import PROPORTIONS, stderr_of
 from tadrop.figures.base import RESULT_COLUMNS, empty_figure
 
 REFERENCES = ("individual", "base")  # drawn as marks, not bars
-RUN_COLOURS = ("#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#9d755d", "#ff9da6")
+RUN_COLOURS = (
+    RESULT_COLUMNS["merged"],
+    "#54a24b",
+    "#b279a2",
+    "#e45756",
+    "#72b7b2",
+    "#9d755d",
+    "#ff9da6",
+)
 MEAN_GROUP = "mean"
 NO_SPARSIFIER = "none"  # the sweep's series of the merge without a sparsifier (registry name)
 
