@@ -8,12 +8,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from dashboard.runs import RunRecord, diagnose_record, record_of
 from dashboard.sources import FamilySource
 from tadrop.evaluate import Evaluator, evaluate
-from tadrop.experiments import Point, ab_points, run_points, sparsity_points
+from tadrop.experiments import (
+    Point,
+    QuantileSetting,
+    ab_points,
+    matched_sparsity_points,
+    run_points,
+    solve_tadrop_a,
+)
 from tadrop.experiments.sweeps import SweepProgress
 from tadrop.task_vectors import ModelFamily
 
@@ -44,7 +52,9 @@ def parse_numbers(text: str) -> list[float]:
 
 
 def empty_sweep() -> pd.DataFrame:
-    return pd.DataFrame(columns=["sparsifier", "sparsity", "score", "score_kind", "setting"])
+    return pd.DataFrame(
+        columns=["sparsifier", "target", "sparsity", "a", "b", "score", "score_kind", "setting"]
+    )
 
 
 def empty_grid() -> pd.DataFrame:
@@ -89,6 +99,13 @@ def _score_points(
     return scored
 
 
+def solved_settings(
+    stats: pd.DataFrame, sketches: np.ndarray, targets: Sequence[float], *, b: float, eps: float
+) -> list[QuantileSetting]:
+    """TADrop's (a, b) for each target overall sparsity, b kept (``solve_tadrop_a``)."""
+    return [solve_tadrop_a(stats, sketches, target, b=b, eps=eps) for target in targets]
+
+
 def sweep(
     family: ModelFamily,
     source: FamilySource,
@@ -96,29 +113,40 @@ def sweep(
     method: str,
     method_params: dict[str, Any],
     sparsifiers: Sequence[str],
-    levels: list[float],
-    tadrop_as: list[float],
-    b: float,
+    targets: Sequence[float],
+    tadrop_settings: Sequence[QuantileSetting] = (),
     eps: float,
     evaluator: Evaluator | None,
     device: str,
+    baseline: bool = True,
     progress: SweepProgress | None = None,
 ) -> pd.DataFrame:
-    """Score against sparsity: one merge per sparsifier and level."""
-    points = sparsity_points(
-        method, method_params, sparsifiers, levels, tadrop_as, {"b": b, "eps": eps}
+    """Score against sparsity: each sparsifier at each target overall sparsity (TADrop at its
+    solved (a, b)), then the merge without a sparsifier. One row per point: the target and the
+    sparsity the merge reached."""
+    matched = matched_sparsity_points(
+        method, method_params, sparsifiers, targets, tadrop_settings, eps=eps, baseline=baseline
+    )
+    scored = _score_points(
+        family,
+        source,
+        [point.point for point in matched],
+        evaluator=evaluator,
+        device=device,
+        progress=progress,
     )
     rows = [
         {
-            "sparsifier": record.sparsifier,
+            "sparsifier": point.series,
+            "target": point.target,
             "sparsity": record.mean_sparsity,
+            "a": record.sparsifier_params.get("a") if point.series == "tadrop" else None,
+            "b": record.sparsifier_params.get("b") if point.series == "tadrop" else None,
             "score": score,
             "score_kind": kind,
-            "setting": point.label,
+            "setting": ran.label,
         }
-        for point, record, score, kind in _score_points(
-            family, source, points, evaluator=evaluator, device=device, progress=progress
-        )
+        for point, (ran, record, score, kind) in zip(matched, scored, strict=True)
     ]
     return pd.DataFrame(rows, columns=empty_sweep().columns)
 

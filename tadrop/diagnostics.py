@@ -21,6 +21,20 @@ import torch
 from tadrop.merge.base import MergeResult, sparsify_tensor
 from tadrop.task_vectors import iter_task_vectors
 
+# One line per column of the two tables, for captions and column help (the formulas above).
+COLUMN_HELP: dict[str, str] = {
+    "cosine": "cos(δ_k, τ_k), δ_k = θ_merged − θ_pre: 1 = the merge moves the base exactly "
+    "along task k's vector, 0 = orthogonal to it.",
+    "rel_l2": "‖δ_k − τ_k‖ / ‖τ_k‖: how far the merge lands from task k's fine-tuned model, "
+    "relative to the size of its task vector; 0 = on it.",
+    "cosine_kept": "cosine over the entries the sparsifier kept for task k only.",
+    "rel_l2_kept": "rel_l2 over the entries the sparsifier kept for task k only.",
+    "sign_conflict": "Among entries where both task vectors are non-zero, the fraction with "
+    "opposite signs: where the two tasks pull the weights apart.",
+    "mask_overlap": "Jaccard index |keep_j ∩ keep_k| / |keep_j ∪ keep_k| of the two tasks' "
+    "keep-masks: 1 = they keep the same entries (always 1 without a sparsifier).",
+}
+
 
 def _cosine(dot: float, norm_a: float, norm_b: float) -> float:
     return dot / math.sqrt(norm_a * norm_b) if norm_a > 0 and norm_b > 0 else float("nan")

@@ -246,12 +246,11 @@ def test_a_cancelled_merge_is_reported_and_not_kept(family_source):
 def test_sweep_and_grid_fill_their_figures(family_source):
     app = open_app(family_source, "merge")
     app.multiselect(key="sweep_sparsifiers").set_value(["tadrop", "magnitude"]).run()
-    app.text_input(key="sweep_levels").set_value("0.5").run()
-    app.text_input(key="sweep_as").set_value("0.4").run()
+    app.text_input(key="sweep_targets").set_value("0.5").run()
     app.button(key="sweep_run").click().run()
     points = app.session_state["sweep_points"]
-    assert list(points["sparsifier"]) == ["tadrop", "magnitude"]
-    assert points["sparsity"].iloc[1] == pytest.approx(0.5, abs=0.01)
+    assert list(points["sparsifier"]) == ["tadrop", "magnitude", "none"]
+    assert points["sparsity"].iloc[:2].tolist() == pytest.approx([0.5, 0.5], abs=0.01)
     app.radio(key="merge_sweep_section").set_value("(a, b) sensitivity (Table 7)").run()
     app.text_input(key="grid_as").set_value("0.4, 0.5").run()
     app.text_input(key="grid_bs").set_value("0.45, 0.9").run()

@@ -163,10 +163,10 @@ def results_table() -> pd.DataFrame:
 
 def test_results_bars_put_runs_beside_individual_and_base():
     figure = figures.results_bars(results_table())
-    assert [trace.name for trace in figure.data] == ["base", "individual", "emr", "emr+tadrop"]
+    assert [trace.name for trace in figure.data] == ["emr", "emr+tadrop", "individual", "base"]
     assert figure.layout.barmode == "group"
     normalized = figures.results_bars(results_table(), value="normalized")
-    assert [trace.name for trace in normalized.data] == ["emr", "emr+tadrop"]
+    assert list(normalized.data[2].y) == [1.0, 1.0, 1.0]  # individual / individual
 
 
 def test_sweep_and_sensitivity_figures():

@@ -89,16 +89,16 @@ def test_a_sweep_reports_the_realised_sparsity_of_each_point(family_source):
         method="task_arithmetic",
         method_params={},
         sparsifiers=["magnitude", "dare"],
-        levels=[0.25, 0.75],
-        tadrop_as=[],
-        b=0.95,
+        targets=[0.25, 0.75],
         eps=1e-12,
         evaluator=None,
         device="cpu",
         progress=lambda done, total, text: seen.append(done / total),
     )
-    assert list(table["setting"]) == ["density=0.75", "density=0.25", "p=0.25", "p=0.75"]
+    assert list(table["sparsifier"]) == ["magnitude"] * 2 + ["dare"] * 2 + ["none"]
+    assert list(table["target"]) == [0.25, 0.75, 0.25, 0.75, 0.0]
     assert table["sparsity"].iloc[:2].tolist() == pytest.approx([0.25, 0.75], abs=0.01)
+    assert table["sparsity"].iloc[-1] == 0.0  # task arithmetic without a sparsifier
     assert table["score_kind"].unique().tolist() == ["mean cosine (data-free)"]
     assert seen == sorted(seen) and seen[-1] == 1.0
 

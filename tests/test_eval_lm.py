@@ -302,7 +302,8 @@ def test_dashboard_scores_an_own_family_on_attached_files(tiny_families, monkeyp
     assert {"merged", "individual", "base", "n"} <= set(shown.columns)
     # the sparsity sweep scores its merges with the same evaluator (normalized to individual)
     app.multiselect(key="sweep_sparsifiers").set_value(["magnitude"]).run()
-    app.text_input(key="sweep_levels").set_value("0.5").run()
+    app.text_input(key="sweep_targets").set_value("0.5").run()
+    app.checkbox(key="sweep_baseline").uncheck().run()
     app.button(key="sweep_run").click().run()
     assert not app.exception and not [error.value for error in app.error]
     points = app.session_state["sweep_points"]

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from dashboard import widgets
-from tadrop.stats import overall_sparsity
+from dashboard import figures, state, widgets
+from tadrop.stats import drop_rates_from_sketch, overall_sparsity, quantiles_from_sketch
 
 st.title("Learn: task vectors and TADrop")
 source, family = widgets.require_family()
@@ -58,7 +58,45 @@ In this family:
 """
 )
 
-st.header("4. What the pages show")
+st.header("4. Watch the cut move")
+st.markdown(
+    "The histogram below is one tensor's |τ|. Move **a** and **b**: Q_a (green) and Q_b (red) "
+    "slide along the distribution, their ratio is d, and TADrop drops every entry left of the "
+    "black cut, the d-quantile of |τ|. Bring a close to b and d approaches 1; lower a and d "
+    "falls. The sliders are the ones of Sparsity landscape: they set (a, b) for every page."
+)
+a, b, eps = widgets.quantile_controls()
+task_column, tensor_column, log_column = st.columns([1, 3, 1])
+task = task_column.selectbox("Task", tasks, index=tasks.index(sparsest["task"]), key="learn_task")
+tensor = tensor_column.selectbox(
+    "Tensor",
+    family.tensor_names,
+    index=family.tensor_names.index(sparsest["tensor"]),
+    key="learn_tensor",
+)
+log_x = log_column.checkbox("log |τ| axis", value=False, key="learn_log_x")
+row = stats[(stats["task"] == task) & (stats["tensor"] == tensor)]
+sketch = state.sketches(source.key, state.device(), family)[row.index]  # (1, SKETCH_POINTS)
+drop_rate = float(drop_rates_from_sketch(row, a, b, eps, sketches=sketch).iloc[0])
+q_a, q_b, cut = (float(quantiles_from_sketch(row, q, sketch)[0]) for q in (a, b, drop_rate))
+histogram = widgets.call_or_error(
+    lambda: state.magnitude_histogram(source.key, task, tensor, log_x, state.device(), family),
+    what=f"Reading {tensor}",
+)
+if histogram is not None:
+    st.plotly_chart(
+        figures.magnitude_histogram(
+            histogram, q_a=q_a, q_b=q_b, threshold=cut, a=a, b=b, log_x=log_x
+        ),
+        key="learn_histogram",
+    )
+st.markdown(
+    f"Here Q_{a:g} = {q_a:.3g} and Q_{b:g} = {q_b:.3g}, so d = {q_a:.3g} / ({q_b:.3g} + ε) = "
+    f"**{drop_rate:.1%}**: TADrop drops every |τ| below **{cut:.3g}** in this tensor and "
+    "rescales the rest to keep its L2 norm."
+)
+
+st.header("5. What the pages show")
 st.markdown(
     """
 - **Heterogeneity** (the paper's Fig. 3): a statistic over task × layer, attention vs MLP,

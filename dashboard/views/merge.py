@@ -5,9 +5,12 @@ import streamlit as st
 
 from dashboard import figures, runs, state, sweeps, widgets
 from tadrop import registry
+from tadrop.diagnostics import COLUMN_HELP
 from tadrop.evaluate import KINDS
 from tadrop.evaluate.clip import DEFAULT_TEMPLATE
 from tadrop.evaluate.lm_data import LM_METRICS
+from tadrop.experiments import MATCHED_SPARSIFIERS
+from tadrop.figures.results import error_bar_note
 
 st.title("Merge & evaluate")
 source, family = widgets.require_family()
@@ -163,6 +166,21 @@ if run_clicked:
     st.session_state["merge_running"] = False
 
 
+def show_diagnostics(frame, key: str) -> None:
+    """A diagnostics table whose columns explain themselves (hover a header; caption below)."""
+    explained = [column for column in frame.columns if column in COLUMN_HELP]
+    st.dataframe(
+        frame,
+        hide_index=True,
+        key=key,
+        column_config={
+            column: st.column_config.NumberColumn(column, help=COLUMN_HELP[column], format="%.4f")
+            for column in explained
+        },
+    )
+    st.caption("  \n".join(f"**{column}**: {COLUMN_HELP[column]}" for column in explained))
+
+
 def show_runs() -> None:
     """The session's runs: overview, per-task results side by side, diagnostics."""
     st.subheader("Runs in this session")
@@ -184,19 +202,85 @@ def show_runs() -> None:
         else:
             plotted = results
         st.plotly_chart(figures.results_bars(plotted, value=value), key="merge_bars")
+        st.caption(
+            "The y axis is zoomed to the scores (it does not start at 0). Under each task: n, "
+            f"its number of test examples; {error_bar_note(plotted['metric'], value)}. "
+            "Marks: the individual (fine-tuned) and base models per task; dashed lines: their "
+            "means over tasks."
+        )
         st.table(results.round(4))
     for record in chosen_records:
         if record.diagnostics is not None:
             st.markdown(f"**Data-free diagnostics of {record.label}**")
             left, right = st.columns(2)
-            left.dataframe(record.diagnostics, hide_index=True)
-            right.dataframe(record.pair_diagnostics, hide_index=True)
+            with left:
+                show_diagnostics(record.diagnostics, f"merge_diag_{record.number}")
+            with right:
+                show_diagnostics(record.pair_diagnostics, f"merge_pairs_{record.number}")
 
 
 if records:
     show_runs()
 else:
     st.info("No run yet. Choose a method and press Run merge (EMR + TADrop is a good start).")
+
+
+def run_sparsity_sweep(targets_text: str, sparsifiers: list[str], baseline: bool) -> None:
+    """Solve TADrop's a per target (from the statistics' sketches), then merge every point."""
+    targets = widgets.call_or_error(lambda: sweeps.parse_numbers(targets_text), what="Targets")
+    if targets is None:
+        return
+    settings = []
+    if "tadrop" in sparsifiers:
+        stats = widgets.require_statistics(source, family)
+        sketches = state.sketches(source.key, state.device(), family)
+        settings = widgets.call_or_error(
+            lambda: sweeps.solved_settings(stats, sketches, targets, b=b, eps=eps),
+            what="Solving TADrop's a",
+        )
+        if settings is None:
+            return
+        for setting in settings:
+            if abs(setting.reached - setting.target) > 0.01:
+                st.warning(
+                    f"TADrop reaches {setting.reached:.3f}, not {setting.target:g}, at "
+                    f"b = {b:g} (a = {setting.a:.4f}): tensors whose Q_b is 0 (mostly zeros) "
+                    "drop nothing at any a. Raise b on Sparsity landscape to reach more."
+                )
+    run_and_keep(
+        "sweep",
+        lambda progress: sweeps.sweep(
+            **shared_sweep_arguments(progress),
+            sparsifiers=sparsifiers,
+            targets=targets,
+            tadrop_settings=settings,
+            baseline=baseline,
+        ),
+    )
+
+
+def shared_sweep_arguments(progress) -> dict:
+    """What both sweeps pass: the family, the method chosen above, eps, evaluator, device."""
+    return {
+        "family": family,
+        "source": source,
+        "method": method,
+        "method_params": method_params,
+        "eps": eps,
+        "evaluator": make_evaluator() if evaluate else None,
+        "device": state.device(),
+        "progress": progress,
+    }
+
+
+def run_and_keep(name: str, action) -> None:
+    """Run a sweep with a Cancel button; keep its table as ``{name}_points`` in the session."""
+    table = widgets.run_cancellable(
+        action, key=f"{name}_cancel", label="Sweeping…", what=name.capitalize()
+    )
+    if table is not None:
+        st.session_state[f"{name}_points"] = table
+
 
 st.subheader("Sweeps")
 SWEEP_SECTIONS = ("Accuracy vs sparsity (Fig. 1 left)", "(a, b) sensitivity (Table 7)")
@@ -205,67 +289,51 @@ SWEEP_SECTIONS = ("Accuracy vs sparsity (Fig. 1 left)", "(a, b) sensitivity (Tab
 section = st.radio("Sweep", SWEEP_SECTIONS, horizontal=True, key="merge_sweep_section")
 if section == SWEEP_SECTIONS[0]:
     st.caption(
-        f"Merges with {method} at each sparsity: DARE drops p, magnitude keeps 1 − sparsity, "
-        "TADrop moves a (b fixed). The score is the mean normalized accuracy, or the mean "
-        "data-free cosine to each task vector without evaluation data."
+        f"Merges with {method} at the same target overall sparsities for every sparsifier: "
+        "DARE drops p = target, magnitude keeps 1 − target, uniform drops the target fraction "
+        "of every tensor's smallest |τ| (rescaled like TADrop, the paper's contrast), TADrop "
+        f"keeps b = {b:g} and moves a until its overall sparsity (numel-weighted, from the "
+        "quantile sketches) is the target. The dashed line is the merge without a sparsifier. "
+        "The score is the mean normalized accuracy, or the mean data-free cosine to each task "
+        "vector without evaluation data."
     )
     sweep_sparsifiers = st.multiselect(
-        "Sparsifiers",
-        ["tadrop", "dare", "magnitude"],
-        default=["tadrop", "dare"],
-        key="sweep_sparsifiers",
+        "Sparsifiers", MATCHED_SPARSIFIERS, default=["tadrop", "dare"], key="sweep_sparsifiers"
     )
-    levels = st.text_input("DARE / magnitude sparsities", "0.1, 0.5, 0.9", key="sweep_levels")
-    tadrop_as = st.text_input("TADrop a values", "0.3, 0.5, 0.7", key="sweep_as")
+    targets_text = st.text_input("Target overall sparsities", "0.3, 0.6, 0.9", key="sweep_targets")
+    baseline = st.checkbox(
+        "Also merge without a sparsifier (reference line)", value=True, key="sweep_baseline"
+    )
     if st.button("Run sweep", key="sweep_run"):
-        points = widgets.run_cancellable(
-            lambda progress: sweeps.sweep(
-                family,
-                source,
-                method=method,
-                method_params=method_params,
-                sparsifiers=sweep_sparsifiers,
-                levels=sweeps.parse_numbers(levels),
-                tadrop_as=sweeps.parse_numbers(tadrop_as),
-                b=b,
-                eps=eps,
-                evaluator=make_evaluator() if evaluate else None,
-                device=state.device(),
-                progress=progress,
-            ),
-            key="sweep_cancel",
-            label="Sweeping…",
-            what="Sweep",
+        run_sparsity_sweep(targets_text, sweep_sparsifiers, baseline)
+    swept = st.session_state.get("sweep_points", sweeps.empty_sweep())
+    scored_by = {"score_label": swept["score_kind"].iloc[0]} if not swept.empty else {}
+    st.plotly_chart(figures.sparsity_sweep(swept, **scored_by), key="sweep_figure")
+    if not swept.empty:
+        st.dataframe(
+            swept.drop(columns=["setting"]),
+            hide_index=True,
+            key="sweep_table",
+            column_config={
+                "target": st.column_config.NumberColumn("target sparsity", format="%.3f"),
+                "sparsity": st.column_config.NumberColumn("reached sparsity", format="%.3f"),
+                "a": st.column_config.NumberColumn("a", format="%.4f"),
+                "b": st.column_config.NumberColumn("b", format="%.3f"),
+                "score": st.column_config.NumberColumn("score", format="%.4f"),
+            },
         )
-        if points is not None:
-            st.session_state["sweep_points"] = points
-    st.plotly_chart(
-        figures.sparsity_sweep(st.session_state.get("sweep_points", sweeps.empty_sweep())),
-        key="sweep_figure",
-    )
 else:
     grid_as = st.text_input("a values", "0.3, 0.5, 0.7", key="grid_as")
     grid_bs = st.text_input("b values", "0.9, 0.95, 0.99", key="grid_bs")
     if st.button("Run grid", key="grid_run"):
-        grid = widgets.run_cancellable(
+        run_and_keep(
+            "grid",
             lambda progress: sweeps.sensitivity_grid(
-                family,
-                source,
-                method=method,
-                method_params=method_params,
+                **shared_sweep_arguments(progress),
                 a_values=sweeps.parse_numbers(grid_as),
                 b_values=sweeps.parse_numbers(grid_bs),
-                eps=eps,
-                evaluator=make_evaluator() if evaluate else None,
-                device=state.device(),
-                progress=progress,
             ),
-            key="grid_cancel",
-            label="Grid…",
-            what="Grid",
         )
-        if grid is not None:
-            st.session_state["grid_points"] = grid
     grid = st.session_state.get("grid_points", sweeps.empty_grid())
     st.plotly_chart(figures.sensitivity_heatmap(grid), key="grid_figure")
     if not grid.empty:

@@ -23,6 +23,7 @@ from tadrop.experiments import (
     finetuned_state,
     run_points,
     scaled_model_for,
+    uniform_rate_params,
 )
 from tadrop.task_vectors import ModelFamily
 
@@ -247,14 +248,9 @@ def sparsity_sweep(bench: Bench, settings: Settings) -> dict[str, list[Row]]:
         merge_and_evaluate(
             bench,
             f"uniform {row.sparsity:.3f}",
-            Point("", "emr", "magnitude", pre, _uniform_rate(row.sparsity)),
+            Point("", "emr", "magnitude", pre, uniform_rate_params(row.sparsity)),
             device,
         )
         for row in adaptive
     ]
     return {"TADrop (per-tensor rate)": adaptive, "Uniform rate (same sparsity)": uniform}
-
-
-def _uniform_rate(sparsity: float) -> dict[str, Any]:
-    """Magnitude's parameters for one drop rate in every tensor, rescaled like TADrop (L2)."""
-    return {"density": 1.0 - sparsity, "scope": "tensor", "rescale": "l2"}
