@@ -124,6 +124,23 @@ void radix_pass3(const uint32_t *u, int64_t n, int parts, const int32_t *slot, i
         }
     }
 }
+
+/* bf16: a histogram of all 16 bits, sign included (hist[part][copy][65536]): each bin is one
+   value, so the moments come from the histogram exactly and the loop only counts. */
+void bf16_histogram(const uint16_t *u, int64_t n, int parts, uint32_t *hist) {
+    #pragma omp parallel for schedule(static, 1)
+    for (int p = 0; p < parts; p++) {
+        uint32_t *h = hist + (int64_t)p * COPIES * 65536, *h1 = h + 65536;
+        memset(h, 0, sizeof(uint32_t) * COPIES * 65536);
+        const int64_t lo = PART_LO(n, p, parts), hi = PART_LO(n, p + 1, parts);
+        int64_t i = lo;
+        for (; i + 1 < hi; i += 2) {
+            h[u[i]]++;
+            h1[u[i + 1]]++;
+        }
+        if (i < hi) h[u[i]]++;
+    }
+}
 """
 
 _FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
@@ -169,7 +186,12 @@ def _bind(library: ctypes.CDLL) -> ctypes.CDLL:
     library.radix_pass1.argtypes = [p, i64, i32, f64, i32, p, p, p]
     library.radix_pass2.argtypes = [p, i64, i32, p, i32, i32, p]
     library.radix_pass3.argtypes = [p, i64, i32, p, i32, p, p, p]
-    for function in (library.radix_pass1, library.radix_pass2, library.radix_pass3):
+    library.bf16_histogram.argtypes = [p, i64, i32, p]
+    functions = (
+        library.radix_pass1, library.radix_pass2, library.radix_pass3,
+        library.bf16_histogram,
+    )  # fmt: skip
+    for function in functions:
         function.restype = None
     return library
 

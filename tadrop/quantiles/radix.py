@@ -1,8 +1,10 @@
 """Many exact order statistics of |x| plus float64 power sums, by selection on bit patterns.
 
 For non-negative floats the bit pattern orders like the value, so a histogram of the high
-bits of |x| tells which bucket holds each wanted rank. bf16: all 15 magnitude bits fit one
-32768-bin histogram, one bin per value: one pass answers every rank. fp32: pass 1 counts
+bits of |x| tells which bucket holds each wanted rank. bf16: one 65536-bin histogram of all
+16 bits is one bin per value: one pass that only counts answers every rank, and the power
+sums are taken over its bins (exactly the float64 sums of the entries, in another order).
+fp32: pass 1 counts
 buckets of the top 16 bits (sign excluded); pass 2 counts the next 8 bits inside the wanted
 buckets only; pass 3 collects the entries of the wanted sub-buckets (a tiny fraction), which
 are sorted to read the ranks. Pass 1 also accumulates the power sums of (x - shift) and
@@ -51,26 +53,66 @@ def abs_order_statistics(flat: torch.Tensor, ranks: np.ndarray) -> tuple[np.ndar
     ``flat``: a contiguous 1-d CPU fp32 or bf16 tensor (see ``supports``). NaNs are counted,
     not ranked: callers raise when ``nans`` is not 0."""
     library = native.load()
-    kind = _KINDS[flat.dtype]
     parts = _parts()
-    bins = 65536 if kind == 0 else 32768
-    hist = np.empty((parts, _COPIES, bins), dtype=np.uint32)
-    sums = np.zeros((parts, 6), dtype=np.float64)
-    counts = np.zeros((parts, 2), dtype=np.int64)
     shift = float(flat[0])  # sums of x - x[0]: exact zeros for a constant tensor
-    library.radix_pass1(
-        flat.data_ptr(), flat.numel(), kind, shift, parts,
-        hist.ctypes.data, sums.ctypes.data, counts.ctypes.data,
-    )  # fmt: skip
-    hist = hist.sum(axis=1, dtype=np.int64)  # (parts, bins)
+    if flat.dtype == torch.bfloat16:
+        return _bf16_order_statistics(library, flat, ranks, parts, shift)
+    return _three_passes(library, flat, ranks, parts, shift)
+
+
+def _power(shift: float, sums: np.ndarray, counts: np.ndarray) -> PowerSums:
     zeros, nans = (int(value) for value in counts.sum(axis=0))
-    power = PowerSums(shift, sums.sum(axis=0), zeros, nans)
+    return PowerSums(shift, sums.sum(axis=0), zeros, nans)
+
+
+def _bf16_order_statistics(library, flat, ranks, parts, shift):
+    """One pass: the histogram of all 65536 bf16 bit patterns; the power sums are taken
+    over its bins (one value each) in float64, the ranks read from its cumulative counts."""
+    hist = np.empty((parts, _COPIES, 1 << 16), dtype=np.uint32)
+    library.bf16_histogram(flat.data_ptr(), flat.numel(), parts, hist.ctypes.data)
+    counts = hist.sum(axis=(0, 1), dtype=np.int64)  # (65536,) by bit pattern
+    magnitude_bits = np.arange(1 << 16, dtype=np.uint32) & 0x7FFF
+    is_nan = magnitude_bits > 0x7F80
+    nans = int(counts[is_nan].sum())
+    zeros = int(counts[magnitude_bits == 0].sum())
+    present = (counts > 0) & ~is_nan
+    values = (np.flatnonzero(present).astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+    weights = counts[present].astype(np.float64)
+    d = values - shift
+    d2 = d * d
+    sums = np.array(
+        [
+            weights @ d,
+            weights @ d2,
+            weights @ (d2 * d),
+            weights @ (d2 * d2),
+            weights @ np.abs(values),
+            weights @ (values * values),
+        ]
+    )
+    power = PowerSums(shift, sums, zeros, nans)
     if nans:
         return np.full(len(ranks), np.nan, dtype=np.float32), power
-    cumulative = np.cumsum(hist.sum(axis=0, dtype=np.int64))  # entries in buckets <= b
+    by_magnitude = counts[: 1 << 15] + counts[1 << 15 :]  # one bin per |x| value
+    buckets = np.searchsorted(np.cumsum(by_magnitude), ranks, side="right")
+    return (buckets.astype(np.uint32) << 16).view(np.float32), power
+
+
+def _three_passes(library, flat, ranks, parts, shift):
+    """fp32: pass 1 (power sums and a histogram of the top 16
+    bits of |x|), then passes 2 and 3 (``_refine``) inside the buckets holding the ranks."""
+    hist = np.empty((parts, _COPIES, 65536), dtype=np.uint32)
+    sums = np.zeros((parts, 6), dtype=np.float64)
+    counts = np.zeros((parts, 2), dtype=np.int64)
+    library.radix_pass1(
+        flat.data_ptr(), flat.numel(), 0, shift, parts,
+        hist.ctypes.data, sums.ctypes.data, counts.ctypes.data,
+    )  # fmt: skip
+    power = _power(shift, sums, counts)
+    if power.nans:
+        return np.full(len(ranks), np.nan, dtype=np.float32), power
+    cumulative = np.cumsum(hist.sum(axis=(0, 1), dtype=np.int64))  # entries in buckets <= b
     buckets = np.searchsorted(cumulative, ranks, side="right")
-    if kind == 1:  # one bin per bf16 value
-        return (buckets.astype(np.uint32) << 16).view(np.float32), power
     within = ranks - np.where(buckets > 0, cumulative[buckets - 1], 0)
     return _refine(library, flat, parts, cumulative, buckets, within), power
 
