@@ -20,7 +20,7 @@ import torch
 
 from tadrop.quantiles import native
 
-_KINDS = {torch.float32: 0, torch.bfloat16: 1}
+_KINDS = (torch.float32, torch.bfloat16)
 _COPIES = 2  # histograms per part in pass 1 (COPIES in the C source)
 # Pass 2 splits a wanted bucket into 2^SUB_BITS sub-buckets (the next bits of an fp32): its
 # histogram (up to ~1000 buckets x 64 x 4 bytes a thread) stays in L2, and pass 3 collects
@@ -43,21 +43,55 @@ def supports(tensor: torch.Tensor) -> bool:
     return tensor.device.type == "cpu" and tensor.dtype in _KINDS and native.load() is not None
 
 
+_PAIR_INPUTS = {torch.float32: native.FP32_PAIR, torch.bfloat16: native.BF16_PAIR}
+
+
+def supports_pair(task: torch.Tensor, base: torch.Tensor) -> bool:
+    """Whether the passes can read tau = task - base from the two tensors themselves (CPU,
+    one dtype, fp32 or bf16, same number of entries, with a compiled kernel)."""
+    return (
+        task.device.type == base.device.type == "cpu"
+        and task.dtype == base.dtype
+        and task.dtype in _PAIR_INPUTS
+        and task.numel() == base.numel()
+        and native.load(_PAIR_INPUTS[task.dtype]) is not None
+    )
+
+
 def _parts() -> int:
     return max(1, torch.get_num_threads())
 
 
-def abs_order_statistics(flat: torch.Tensor, ranks: np.ndarray) -> tuple[np.ndarray, PowerSums]:
+@dataclass
+class _Entries:
+    """What the fp32 passes read: one tensor, or a task and a base tensor (tau = a - b)."""
+
+    library: object
+    a: int  # data pointers
+    b: int | None
+    n: int
+
+
+def abs_order_statistics(
+    flat: torch.Tensor, ranks: np.ndarray, base: torch.Tensor | None = None
+) -> tuple[np.ndarray, PowerSums]:
     """(|x| at each 0-based rank in ``ranks`` (sorted, unique int64), as float32; power sums).
 
-    ``flat``: a contiguous 1-d CPU fp32 or bf16 tensor (see ``supports``). NaNs are counted,
-    not ranked: callers raise when ``nans`` is not 0."""
-    library = native.load()
+    ``flat``: a contiguous 1-d CPU fp32 or bf16 tensor (see ``supports``). With ``base`` (same
+    dtype and length, see ``supports_pair``) x is the task vector flat - base in float32,
+    computed inside the passes. NaNs are counted, not ranked: callers raise when ``nans`` is
+    not 0."""
     parts = _parts()
-    shift = float(flat[0])  # sums of x - x[0]: exact zeros for a constant tensor
-    if flat.dtype == torch.bfloat16:
-        return _bf16_order_statistics(library, flat, ranks, parts, shift)
-    return _three_passes(library, flat, ranks, parts, shift)
+    if base is None:
+        shift = float(flat[0])  # sums of x - x[0]: exact zeros for a constant tensor
+        if flat.dtype == torch.bfloat16:
+            return _bf16_order_statistics(native.load(), flat, ranks, parts, shift)
+        entries = _Entries(native.load(), flat.data_ptr(), None, flat.numel())
+    else:
+        shift = float(flat[:1].float() - base[:1].float())  # tau[0], as the passes compute it
+        library = native.load(_PAIR_INPUTS[flat.dtype])
+        entries = _Entries(library, flat.data_ptr(), base.data_ptr(), flat.numel())
+    return _three_passes(entries, ranks, parts, shift)
 
 
 def _power(shift: float, sums: np.ndarray, counts: np.ndarray) -> PowerSums:
@@ -98,14 +132,14 @@ def _bf16_order_statistics(library, flat, ranks, parts, shift):
     return (buckets.astype(np.uint32) << 16).view(np.float32), power
 
 
-def _three_passes(library, flat, ranks, parts, shift):
-    """fp32: pass 1 (power sums and a histogram of the top 16
-    bits of |x|), then passes 2 and 3 (``_refine``) inside the buckets holding the ranks."""
+def _three_passes(entries: _Entries, ranks, parts, shift):
+    """fp32: pass 1 (power sums and a histogram of the top 16 bits of |x|), then passes 2
+    and 3 (``_refine``) inside the buckets holding the ranks."""
     hist = np.empty((parts, _COPIES, 65536), dtype=np.uint32)
     sums = np.zeros((parts, 6), dtype=np.float64)
     counts = np.zeros((parts, 2), dtype=np.int64)
-    library.radix_pass1(
-        flat.data_ptr(), flat.numel(), 0, shift, parts,
+    entries.library.radix_pass1(
+        entries.a, entries.b, entries.n, shift, parts,
         hist.ctypes.data, sums.ctypes.data, counts.ctypes.data,
     )  # fmt: skip
     power = _power(shift, sums, counts)
@@ -114,10 +148,10 @@ def _three_passes(library, flat, ranks, parts, shift):
     cumulative = np.cumsum(hist.sum(axis=(0, 1), dtype=np.int64))  # entries in buckets <= b
     buckets = np.searchsorted(cumulative, ranks, side="right")
     within = ranks - np.where(buckets > 0, cumulative[buckets - 1], 0)
-    return _refine(library, flat, parts, cumulative, buckets, within), power
+    return _refine(entries, parts, cumulative, buckets, within), power
 
 
-def _refine(library, flat, parts, cumulative, buckets, within) -> np.ndarray:
+def _refine(entries: _Entries, parts, cumulative, buckets, within) -> np.ndarray:
     """Passes 2 and 3 for fp32: the value of rank number ``within`` (0-based) of each
     ``buckets`` entry, from the sub-bucket histogram and the collected sub-buckets."""
     wanted = np.unique(buckets)  # ascending: slot order is value order
@@ -127,8 +161,8 @@ def _refine(library, flat, parts, cumulative, buckets, within) -> np.ndarray:
     sub_bits = SUB_BITS
     width = 1 << sub_bits
     hist2 = np.empty((parts, slots + 1, width), dtype=np.uint32)
-    library.radix_pass2(
-        flat.data_ptr(), flat.numel(), parts, slot_of.ctypes.data, slots, sub_bits,
+    entries.library.radix_pass2(
+        entries.a, entries.b, entries.n, parts, slot_of.ctypes.data, slots, sub_bits,
         hist2.ctypes.data,
     )  # fmt: skip
     per_part = hist2[:, :slots].astype(np.int64)  # (parts, slots, width)
@@ -144,8 +178,8 @@ def _refine(library, flat, parts, cumulative, buckets, within) -> np.ndarray:
     collected_per_part = (per_part.reshape(parts, -1) * flag[: slots * width]).sum(axis=1)
     offsets = np.concatenate([[0], np.cumsum(collected_per_part + 1)]).astype(np.int64)
     out = np.empty(int(offsets[-1]), dtype=np.uint32)
-    library.radix_pass3(
-        flat.data_ptr(), flat.numel(), parts, slot_of.ctypes.data, sub_bits,
+    entries.library.radix_pass3(
+        entries.a, entries.b, entries.n, parts, slot_of.ctypes.data, sub_bits,
         flag.ctypes.data, offsets.ctypes.data, out.ctypes.data,
     )  # fmt: skip
     keep = np.ones(len(out), dtype=bool)
