@@ -348,3 +348,18 @@ def test_an_infinity_in_a_checkpoint_is_named_by_file(tmp_path):
     save_file(state, str(path))
     with pytest.raises(ValueError, match="task0"):
         compute_stats(load_family(base_dir, task_dirs), device="cpu", cache=False)
+
+
+def test_ranks_among_exact_zeros_are_not_collected(monkeypatch):
+    tau = adversarial("mostly_zeros", 300_007, seed=4)  # 70% zeros
+    refined = []
+    original = radix._refine
+
+    def spy(entries, parts, cumulative, buckets, within):
+        refined.append(len(buckets))
+        return original(entries, parts, cumulative, buckets, within)
+
+    monkeypatch.setattr(radix, "_refine", spy)
+    stats = tensor_stats(tau)
+    np.testing.assert_array_equal(stats["sketch"], sort_reference(tau))
+    assert refined and refined[0] < 700  # ~30% of the 1001 sketch ranks lie above the zeros

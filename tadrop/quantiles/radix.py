@@ -145,10 +145,16 @@ def _three_passes(entries: _Entries, ranks, parts, shift):
     power = _power(shift, sums, counts)
     if power.nans:
         return np.full(len(ranks), np.nan, dtype=np.float32), power
-    cumulative = np.cumsum(hist.sum(axis=(0, 1), dtype=np.int64))  # entries in buckets <= b
-    buckets = np.searchsorted(cumulative, ranks, side="right")
-    within = ranks - np.where(buckets > 0, cumulative[buckets - 1], 0)
-    return _refine(entries, parts, cumulative, buckets, within), power
+    # the smallest ranks are exact zeros, counted by pass 1: they are never collected (a task
+    # vector can be mostly zeros; collecting and sorting them all cost seconds and ~1 GB)
+    values = np.zeros(len(ranks), dtype=np.float32)
+    nonzero = ranks >= power.zeros
+    if nonzero.any():
+        cumulative = np.cumsum(hist.sum(axis=(0, 1), dtype=np.int64))  # entries in buckets <= b
+        buckets = np.searchsorted(cumulative, ranks[nonzero], side="right")
+        within = ranks[nonzero] - np.where(buckets > 0, cumulative[buckets - 1], 0)
+        values[nonzero] = _refine(entries, parts, cumulative, buckets, within)
+    return values, power
 
 
 def _refine(entries: _Entries, parts, cumulative, buckets, within) -> np.ndarray:
