@@ -3,12 +3,14 @@
 For non-negative floats the bit pattern orders like the value, so a histogram of the high
 bits of |x| tells which bucket holds each wanted rank. bf16: one 65536-bin histogram of all
 16 bits is one bin per value: one pass that only counts answers every rank, and the power
-sums are taken over its bins (exactly the float64 sums of the entries, in another order).
-fp32: pass 1 counts
-buckets of the top 16 bits (sign excluded); pass 2 counts the next 8 bits inside the wanted
-buckets only; pass 3 collects the entries of the wanted sub-buckets (a tiny fraction), which
-are sorted to read the ranks. Pass 1 also accumulates the power sums of (x - shift) and
-counts zeros and NaNs. Passes run as a C kernel (``native.py``) in per-thread parts.
+sums are float64 sums over its bins (each distinct value times its count). fp32 (or a task
+vector read from two tensors): pass 1 counts buckets of the top 16 bits of |x| and
+accumulates the power sums of (x - shift), zeros and NaNs; pass 2 counts the next 6 bits
+inside the buckets holding a rank; pass 3 counts the last 9 bits inside the sub-buckets
+holding a rank. Every rank is then read from counts at full resolution: nothing is collected
+or sorted, so ties and spikes (a quantised task vector) cost nothing more. Ranks among the
+exact zeros are known after pass 1. Passes run as a C kernel (``native.py``) in per-thread
+parts.
 """
 
 from __future__ import annotations
@@ -159,7 +161,7 @@ def _three_passes(entries: _Entries, ranks, parts, shift):
 
 def _refine(entries: _Entries, parts, cumulative, buckets, within) -> np.ndarray:
     """Passes 2 and 3 for fp32: the value of rank number ``within`` (0-based) of each
-    ``buckets`` entry, from the sub-bucket histogram and the collected sub-buckets."""
+    ``buckets`` entry, from the sub-bucket histogram, then the low bits' (``_lowest_bits``)."""
     wanted = np.unique(buckets)  # ascending: slot order is value order
     slots = len(wanted)
     slot_of = np.full(65536, slots, dtype=np.int32)
@@ -179,21 +181,29 @@ def _refine(entries: _Entries, parts, cumulative, buckets, within) -> np.ndarray
     position = slot_start[slot_of[buckets]] + within  # among entries of wanted buckets
     sub = np.searchsorted(running, position, side="right")  # flat sub-bucket of each rank
     within_sub = position - np.where(sub > 0, running[sub - 1], 0)
-    flag = np.zeros((slots + 1) * width, dtype=np.uint8)
-    flag[sub] = 1
-    collected_per_part = (per_part.reshape(parts, -1) * flag[: slots * width]).sum(axis=1)
-    offsets = np.concatenate([[0], np.cumsum(collected_per_part + 1)]).astype(np.int64)
-    out = np.empty(int(offsets[-1]), dtype=np.uint32)
+    return _lowest_bits(entries, parts, wanted, slot_of, sub, within_sub)
+
+
+def _lowest_bits(entries: _Entries, parts, wanted, slot_of, sub, within_sub) -> np.ndarray:
+    """Pass 3: the value of rank number ``within_sub`` (0-based) of each flat sub-bucket
+    ``sub`` (slot * width + sub-bucket), from a histogram of the remaining low bits inside
+    the sub-buckets holding a rank: every value is then exact, no entry is collected."""
+    width, low_bits = 1 << SUB_BITS, 15 - SUB_BITS
+    flagged = np.unique(sub)  # ascending
+    rows = len(flagged)
+    row_of = np.full((len(wanted) + 1) * width, rows, dtype=np.int16)
+    row_of[flagged] = np.arange(rows, dtype=np.int16)
+    hist3 = np.empty((parts, rows + 1, 1 << low_bits), dtype=np.uint32)
     entries.library.radix_pass3(
-        entries.a, entries.b, entries.n, parts, slot_of.ctypes.data, sub_bits,
-        flag.ctypes.data, offsets.ctypes.data, out.ctypes.data,
+        entries.a, entries.b, entries.n, parts, slot_of.ctypes.data, SUB_BITS,
+        row_of.ctypes.data, rows, hist3.ctypes.data,
     )  # fmt: skip
-    keep = np.ones(len(out), dtype=bool)
-    keep[offsets[1:] - 1] = False  # each part's spare entry
-    collected = np.sort(out[keep])  # bit patterns sort like the values
-    low_bits = 15 - sub_bits
-    sub_start = (wanted[sub // width].astype(np.uint32) << 15) | (
-        (sub % width).astype(np.uint32) << low_bits
+    running = np.cumsum(hist3[:, :rows].sum(axis=0, dtype=np.int64), axis=1)  # (rows, lows)
+    rank_rows = running[row_of[sub]]  # (ranks, lows)
+    low = (rank_rows <= within_sub[:, None]).sum(axis=1).astype(np.uint32)
+    bits = (
+        (wanted[sub // width].astype(np.uint32) << 15)
+        | ((sub % width).astype(np.uint32) << low_bits)
+        | low
     )
-    first = np.searchsorted(collected, sub_start, side="left")
-    return collected[first + within_sub].view(np.float32)
+    return bits.view(np.float32)
