@@ -191,14 +191,17 @@ def _lowest_bits(entries: _Entries, parts, wanted, slot_of, sub, within_sub) -> 
     width, low_bits = 1 << SUB_BITS, 15 - SUB_BITS
     flagged = np.unique(sub)  # ascending
     rows = len(flagged)
-    row_of = np.full((len(wanted) + 1) * width, rows, dtype=np.int16)
+    row_of = np.zeros((len(wanted) + 1) * width, dtype=np.int16)
     row_of[flagged] = np.arange(rows, dtype=np.int16)
-    hist3 = np.empty((parts, rows + 1, 1 << low_bits), dtype=np.uint32)
+    is_flagged = np.zeros(len(row_of), dtype=bool)
+    is_flagged[flagged] = True
+    flag_bits = np.packbits(is_flagged, bitorder="little")
+    hist3 = np.empty((parts, rows, 1 << low_bits), dtype=np.uint32)
     entries.library.radix_pass3(
         entries.a, entries.b, entries.n, parts, slot_of.ctypes.data, SUB_BITS,
-        row_of.ctypes.data, rows, hist3.ctypes.data,
+        flag_bits.ctypes.data, row_of.ctypes.data, rows, hist3.ctypes.data,
     )  # fmt: skip
-    running = np.cumsum(hist3[:, :rows].sum(axis=0, dtype=np.int64), axis=1)  # (rows, lows)
+    running = np.cumsum(hist3.sum(axis=0, dtype=np.int64), axis=1)  # (rows, lows)
     rank_rows = running[row_of[sub]]  # (ranks, lows)
     low = (rank_rows <= within_sub[:, None]).sum(axis=1).astype(np.uint32)
     bits = (
