@@ -4,8 +4,10 @@ sketch of |tau|, at a few read passes (``tadrop.quantiles.radix``) instead of a 
 The sketch holds the exact quantiles of |tau| at ``SKETCH_GRID`` (0, 0.001, ..., 1; linear
 interpolation between order statistics, as ``torch.quantile``). CPU fp32/bf16 tensors above
 ``SORT_MAX_NUMEL`` entries find their order statistics by selection on bit patterns, with
-the moments fused into the first pass (float64 power sums); the rest (small tensors, fp16,
-fp64, CUDA, no C compiler) sort |tau|: the reference the tests hold the fast route to.
+the moments fused into the first pass (float64 power sums; bf16: taken over the histogram of
+its values); the rest (small tensors, fp16, fp64, CUDA, no C compiler) sort |tau|: the
+reference the tests hold the fast route to. ``task_vector_stats`` gives the same row for
+tau = task - base without storing tau (the passes subtract in registers).
 """
 
 from __future__ import annotations
