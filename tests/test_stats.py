@@ -363,3 +363,17 @@ def test_ranks_among_exact_zeros_are_not_collected(monkeypatch):
     stats = tensor_stats(tau)
     np.testing.assert_array_equal(stats["sketch"], sort_reference(tau))
     assert refined and refined[0] < 700  # ~30% of the 1001 sketch ranks lie above the zeros
+
+
+def test_without_a_c_compiler_task_vector_stats_build_tau_and_sort(monkeypatch, tmp_path):
+    from tadrop.quantiles import native
+
+    monkeypatch.setattr(native, "_state", {})
+    monkeypatch.setattr(native, "_cache_dir", lambda: tmp_path / "kernels")
+    monkeypatch.setenv("CC", "no-such-compiler")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    task, base = pair("cauchy", 100_003, torch.bfloat16)
+    with pytest.warns(RuntimeWarning, match="could not build the statistics kernel"):
+        stats = task_vector_stats(task, base)
+    assert not radix.supports_pair(task, base)
+    np.testing.assert_array_equal(stats["sketch"], sort_reference(task.float() - base.float()))

@@ -222,8 +222,8 @@ def load(inputs: int = ONE_TENSOR) -> ctypes.CDLL | None:
                 library = _bind(ctypes.CDLL(str(target)))
             except (OSError, subprocess.SubprocessError) as error:
                 warnings.warn(
-                    f"tadrop: could not build the statistics kernel ({error}); statistics fall "
-                    "back to a full sort (exact, much slower).",
+                    f"tadrop: could not build the statistics kernel ({error}); statistics take a "
+                    "slower exact route (a full sort, or the task vector built first).",
                     RuntimeWarning,
                     stacklevel=2,
                 )
