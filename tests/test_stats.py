@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 from adversarial_data import adversarial
-from family_fixtures import write_family
+from family_fixtures import SHAPES, write_family
 from safetensors.torch import load_file, save_file
 
 from tadrop.io import FileCheckpoint
@@ -27,7 +27,9 @@ from tadrop.stats import (
     sketch_matrix,
     tensor_stats,
 )
+from tadrop.stats import table as table_module
 from tadrop.stats.cache import is_cached
+from tadrop.stats.row import task_vector_stats
 from tadrop.task_vectors import load_family
 
 
@@ -276,3 +278,102 @@ def test_max_abs_of_a_tensor_with_infinities_is_inf(n):
     tau = adversarial("normal", n)
     tau[1] = -math.inf
     assert tensor_stats(tau)["max_abs"] == math.inf
+
+
+# ------------------------------------------- task vectors computed inside the passes
+
+
+def pair(kind: str, n: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """A base and a fine-tuned tensor whose difference is an adversarial task vector."""
+    base = adversarial("normal", n, seed=11).to(dtype)
+    return (base.float() + adversarial(kind, n, seed=12)).to(dtype), base
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("kind", ["normal", "ties", "zeros", "cauchy", "column_scales"])
+def test_task_vector_stats_equal_the_stats_of_the_stored_task_vector(kind, dtype):
+    task, base = pair(kind, 200_003, dtype)
+    assert radix.supports_pair(task, base), "no C compiler: the fused route is not under test"
+    fused = task_vector_stats(task, base, name="w")
+    stored = tensor_stats(task.float() - base.float(), name="w")  # task_vectors' arithmetic
+    np.testing.assert_array_equal(fused["sketch"], stored["sketch"])
+    np.testing.assert_array_equal(fused["sketch"], sort_reference(task.float() - base.float()))
+    for key in ("max_abs", "zero_frac", "q_a", "q_b", "drop_rate", "numel"):
+        assert fused[key] == stored[key], key
+    for key in ("mean", "std", "mean_abs", "l2", "kurtosis"):
+        assert fused[key] == pytest.approx(stored[key], rel=1e-12, abs=1e-300, nan_ok=True), key
+
+
+def test_task_vector_stats_of_mixed_dtypes_and_small_tensors_build_tau_first():
+    task, base = pair("normal", 200_003, torch.float32)
+    mixed = task_vector_stats(task.bfloat16(), base)
+    assert not radix.supports_pair(task.bfloat16(), base)
+    stored = tensor_stats(task.bfloat16().float() - base)
+    np.testing.assert_array_equal(mixed.pop("sketch"), stored.pop("sketch"))
+    assert mixed == stored
+    small = task_vector_stats(task[:1000], base[:1000])
+    np.testing.assert_array_equal(small["sketch"], sort_reference(task[:1000] - base[:1000]))
+
+
+def test_nans_in_a_fused_task_vector_are_named():
+    task, base = pair("normal", 200_003, torch.float32)
+    task[5] = math.nan
+    with pytest.raises(ValueError, match="'w' holds 1 NaN"):
+        task_vector_stats(task, base, name="w")
+
+
+BIG_SHAPES = {"encoder.layer.0.intermediate.dense.weight": (400, 300), **SHAPES}
+
+
+def test_family_statistics_store_no_task_vector(tmp_path, monkeypatch):
+    base_dir, task_dirs = write_family(tmp_path, tasks=2, shapes=BIG_SHAPES)
+    family = load_family(base_dir, task_dirs)
+    reference = compute_stats(family, device="cpu", cache=False)
+    monkeypatch.setattr(table_module, "iter_task_vectors", None)  # the CPU loop must not use it
+    table = compute_stats(family, device="cpu", cache=False)
+    pd.testing.assert_frame_equal(table, reference)
+    big = table[table["tensor"] == "encoder.layer.0.intermediate.dense.weight"].iloc[0]
+    tau = (
+        (load_file(str(task_dirs["task0"] / "model.safetensors"))[big["tensor"]])
+        - load_file(str(base_dir / "model.safetensors"))[big["tensor"]]
+    )
+    np.testing.assert_array_equal(big["sketch"], sort_reference(tau))
+
+
+def test_an_infinity_in_a_checkpoint_is_named_by_file(tmp_path):
+    base_dir, task_dirs = write_family(tmp_path, tasks=1, shapes=BIG_SHAPES)
+    path = task_dirs["task0"] / "model.safetensors"
+    state = load_file(str(path))
+    state["encoder.layer.0.intermediate.dense.weight"][3, 4] = math.inf
+    save_file(state, str(path))
+    with pytest.raises(ValueError, match="task0"):
+        compute_stats(load_family(base_dir, task_dirs), device="cpu", cache=False)
+
+
+def test_ranks_among_exact_zeros_are_not_collected(monkeypatch):
+    tau = adversarial("mostly_zeros", 300_007, seed=4)  # 70% zeros
+    refined = []
+    original = radix._refine
+
+    def spy(entries, parts, cumulative, buckets, within):
+        refined.append(len(buckets))
+        return original(entries, parts, cumulative, buckets, within)
+
+    monkeypatch.setattr(radix, "_refine", spy)
+    stats = tensor_stats(tau)
+    np.testing.assert_array_equal(stats["sketch"], sort_reference(tau))
+    assert refined and refined[0] < 700  # ~30% of the 1001 sketch ranks lie above the zeros
+
+
+def test_without_a_c_compiler_task_vector_stats_build_tau_and_sort(monkeypatch, tmp_path):
+    from tadrop.quantiles import native
+
+    monkeypatch.setattr(native, "_state", {})
+    monkeypatch.setattr(native, "_cache_dir", lambda: tmp_path / "kernels")
+    monkeypatch.setenv("CC", "no-such-compiler")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    task, base = pair("cauchy", 100_003, torch.bfloat16)
+    with pytest.warns(RuntimeWarning, match="could not build the statistics kernel"):
+        stats = task_vector_stats(task, base)
+    assert not radix.supports_pair(task, base)
+    np.testing.assert_array_equal(stats["sketch"], sort_reference(task.float() - base.float()))

@@ -30,9 +30,10 @@ separate quantiles take a whole-tensor route instead (``selection.py``): numpy s
 a full sort). Scratch buffers are reused per thread: ``release_buffers()`` frees them.
 
 Many ranks at once (the statistics table's 1001-point sketch of |tau|): ``radix.py`` selects
-them on the bit patterns of |x| (histograms of the high bits, then the few entries of the
-sub-buckets that hold a wanted rank), in a small C kernel (``native.py``) built once per
-machine; the moments ride along in its first pass.
+them on the bit patterns of |x| (a histogram of the high bits, then of the next bits inside
+the buckets that hold a wanted rank, down to full resolution: nothing is sorted), in a small
+C kernel (``native.py``) built once per machine; the moments ride along in its first pass.
+The kernel can read a task vector from its two tensors (task - base in float32).
 """
 
 from tadrop.quantiles.api import (

@@ -29,58 +29,59 @@ SOURCE = r"""
 #define BLOCK 4096
 
 static inline float bits_to_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static inline uint32_t float_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+
+/* The entries x[i] the fp32 passes rank, by INPUTS (a -D flag: one build per value):
+   0: one fp32 tensor a; 1: fp32 a - b; 2: bf16 a - bf16 b, both widened to float32 first.
+   1 and 2 are the task vector tau = theta_task - theta_base in float32, computed in registers
+   as tadrop.task_vectors computes it (torch.sub into float32), never written to memory. */
+#if INPUTS == 2
+typedef uint16_t input_t;
+static inline float widen(uint16_t h) { return bits_to_float((uint32_t)h << 16); }
+static inline float entry(const input_t *a, const input_t *b, int64_t i) {
+    return widen(a[i]) - widen(b[i]);
+}
+#else
+typedef float input_t;
+static inline float entry(const input_t *a, const input_t *b, int64_t i) {
+    return INPUTS == 1 ? a[i] - b[i] : a[i];
+}
+#endif
+static inline uint32_t abs_bits(const input_t *a, const input_t *b, int64_t i) {
+    return float_bits(entry(a, b, i)) & 0x7fffffffu;
+}
 
 /* Pass 1: power sums of (x - shift) in float64, sum |x|, sum x^2, zeros, NaNs, and a
-   histogram of the high bits of |x|: fp32 (kind 0) bits >> 15 (65536 bins), bf16 (kind 1)
-   all 15 magnitude bits (32768 bins, one per value). Each part keeps COPIES histograms
-   (hist[part][copy][bin], entry i counted in copy i % COPIES): neighbours that fall in the
-   same bin do not wait on each other's increment. sums: 6 doubles a part; counts: 2. */
+   histogram of the top 16 bits of |x| (bits >> 15, 65536 bins). Each part keeps COPIES
+   histograms (hist[part][copy][bin], entry i counted in copy i % COPIES): neighbours that
+   fall in the same bin do not wait on each other's increment. sums: 6 doubles a part;
+   counts: 2. */
 #define COPIES 2
-void radix_pass1(const void *data, int64_t n, int kind, double shift, int parts,
+void radix_pass1(const input_t *a, const input_t *b, int64_t n, double shift, int parts,
                  uint32_t *hist, double *sums, int64_t *counts) {
-    const int bins = kind == 0 ? 65536 : 32768;
     #pragma omp parallel for schedule(static, 1)
     for (int p = 0; p < parts; p++) {
-        uint32_t *h = hist + (int64_t)p * COPIES * bins, *h1 = h + bins;
-        memset(h, 0, sizeof(uint32_t) * COPIES * bins);
+        uint32_t *h = hist + (int64_t)p * COPIES * 65536, *h1 = h + 65536;
+        memset(h, 0, sizeof(uint32_t) * COPIES * 65536);
         double s1 = 0, s2 = 0, s3 = 0, s4 = 0, sa = 0, sq = 0;
         int64_t zeros = 0, nans = 0;
         const int64_t lo = PART_LO(n, p, parts), hi = PART_LO(n, p + 1, parts);
-        for (int64_t b = lo; b < hi; b += BLOCK) {
-            const int64_t e = b + BLOCK < hi ? b + BLOCK : hi;
-            if (kind == 0) {
-                const float *x = (const float *)data;
-                #pragma omp simd reduction(+ : s1, s2, s3, s4, sa, sq, zeros, nans)
-                for (int64_t i = b; i < e; i++) {
-                    double v = x[i], d = v - shift, d2 = d * d;
-                    s1 += d; s2 += d2; s3 += d2 * d; s4 += d2 * d2;
-                    sa += v < 0 ? -v : v; sq += v * v;
-                    zeros += x[i] == 0.0f; nans += x[i] != x[i];
-                }
-                const uint32_t *u = (const uint32_t *)data;
-                int64_t i = b;
-                for (; i + 1 < e; i += 2) {
-                    h[(u[i] & 0x7fffffffu) >> 15]++;
-                    h1[(u[i + 1] & 0x7fffffffu) >> 15]++;
-                }
-                if (i < e) h[(u[i] & 0x7fffffffu) >> 15]++;
-            } else {
-                const uint16_t *u = (const uint16_t *)data;
-                #pragma omp simd reduction(+ : s1, s2, s3, s4, sa, sq, zeros, nans)
-                for (int64_t i = b; i < e; i++) {
-                    float f = bits_to_float((uint32_t)u[i] << 16);
-                    double v = f, d = v - shift, d2 = d * d;
-                    s1 += d; s2 += d2; s3 += d2 * d; s4 += d2 * d2;
-                    sa += v < 0 ? -v : v; sq += v * v;
-                    zeros += f == 0.0f; nans += f != f;
-                }
-                int64_t i = b;
-                for (; i + 1 < e; i += 2) {
-                    h[u[i] & 0x7fffu]++;
-                    h1[u[i + 1] & 0x7fffu]++;
-                }
-                if (i < e) h[u[i] & 0x7fffu]++;
+        for (int64_t c = lo; c < hi; c += BLOCK) {
+            const int64_t e = c + BLOCK < hi ? c + BLOCK : hi;
+            #pragma omp simd reduction(+ : s1, s2, s3, s4, sa, sq, zeros, nans)
+            for (int64_t i = c; i < e; i++) {
+                const float f = entry(a, b, i);
+                double v = f, d = v - shift, d2 = d * d;
+                s1 += d; s2 += d2; s3 += d2 * d; s4 += d2 * d2;
+                sa += v < 0 ? -v : v; sq += v * v;
+                zeros += f == 0.0f; nans += f != f;
             }
+            int64_t i = c;
+            for (; i + 1 < e; i += 2) {
+                h[abs_bits(a, b, i) >> 15]++;
+                h1[abs_bits(a, b, i + 1) >> 15]++;
+            }
+            if (i < e) h[abs_bits(a, b, i) >> 15]++;
         }
         double *s = sums + 6 * p;
         s[0] = s1; s[1] = s2; s[2] = s3; s[3] = s4; s[4] = sa; s[5] = sq;
@@ -88,11 +89,11 @@ void radix_pass1(const void *data, int64_t n, int kind, double shift, int parts,
     }
 }
 
-/* Pass 2 (fp32): inside the wanted buckets (slot[bucket] < slots), a histogram of the next
-   sub bits: hist2[part][slot][bits 14..15-sub]. Unwanted buckets map to slot == slots (a
-   spare row). */
-void radix_pass2(const uint32_t *u, int64_t n, int parts, const int32_t *slot, int slots,
-                 int sub, uint32_t *hist2) {
+/* Pass 2: inside the wanted buckets (slot[bucket] < slots), a histogram of the next sub
+   bits: hist2[part][slot][bits 14..15-sub]. Unwanted buckets map to slot == slots (a spare
+   row). */
+void radix_pass2(const input_t *a, const input_t *b, int64_t n, int parts, const int32_t *slot,
+                 int slots, int sub, uint32_t *hist2) {
     const int64_t width = (int64_t)1 << sub, rows = (slots + 1) * width;
     const int shift = 15 - sub;
     #pragma omp parallel for schedule(static, 1)
@@ -101,34 +102,59 @@ void radix_pass2(const uint32_t *u, int64_t n, int parts, const int32_t *slot, i
         memset(h, 0, sizeof(uint32_t) * rows);
         const int64_t lo = PART_LO(n, p, parts), hi = PART_LO(n, p + 1, parts);
         for (int64_t i = lo; i < hi; i++) {
-            const uint32_t bits = u[i] & 0x7fffffffu;
+            const uint32_t bits = abs_bits(a, b, i);
             h[slot[bits >> 15] * width + ((bits >> shift) & (width - 1))]++;
         }
     }
 }
 
-/* Pass 3 (fp32): |x| of the entries whose (slot, sub-bucket) is flagged, written from
-   out[offsets[part]] on (each part needs one spare entry after its own). */
-void radix_pass3(const uint32_t *u, int64_t n, int parts, const int32_t *slot, int sub,
-                 const uint8_t *flag, const int64_t *offsets, uint32_t *out) {
-    const int64_t width = (int64_t)1 << sub;
+/* Pass 3: inside the sub-buckets flagged in the bitmap flags (bit slot * width + sub), a
+   histogram of the remaining low 15 - sub bits: hist3[part][row[that bit]][low], at full
+   resolution, so every rank's value is read from counts (no entry is collected, and many
+   equal entries cost nothing more). Few entries are flagged (~1% on smooth data): the
+   branch skips the rest at the price of a rare mispredict. */
+void radix_pass3(const input_t *a, const input_t *b, int64_t n, int parts, const int32_t *slot,
+                 int sub, const uint8_t *flags, const int16_t *row, int rows,
+                 uint32_t *hist3) {
+    const int64_t width = (int64_t)1 << sub, lows = (int64_t)1 << (15 - sub);
     const int shift = 15 - sub;
     #pragma omp parallel for schedule(static, 1)
     for (int p = 0; p < parts; p++) {
-        int64_t at = offsets[p];
+        uint32_t *h = hist3 + p * rows * lows;
+        memset(h, 0, sizeof(uint32_t) * rows * lows);
         const int64_t lo = PART_LO(n, p, parts), hi = PART_LO(n, p + 1, parts);
         for (int64_t i = lo; i < hi; i++) {
-            const uint32_t bits = u[i] & 0x7fffffffu;
-            out[at] = bits;
-            at += flag[slot[bits >> 15] * width + ((bits >> shift) & (width - 1))];
+            const uint32_t bits = abs_bits(a, b, i);
+            const int64_t at = slot[bits >> 15] * width + ((bits >> shift) & (width - 1));
+            if ((flags[at >> 3] >> (at & 7)) & 1)
+                h[row[at] * lows + (bits & (lows - 1))]++;
         }
+    }
+}
+
+/* One bf16 tensor: a histogram of all 16 bits, sign included (hist[part][copy][65536]):
+   each bin is one value, so the moments come from the histogram and the loop only counts. */
+void bf16_histogram(const uint16_t *u, int64_t n, int parts, uint32_t *hist) {
+    #pragma omp parallel for schedule(static, 1)
+    for (int p = 0; p < parts; p++) {
+        uint32_t *h = hist + (int64_t)p * COPIES * 65536, *h1 = h + 65536;
+        memset(h, 0, sizeof(uint32_t) * COPIES * 65536);
+        const int64_t lo = PART_LO(n, p, parts), hi = PART_LO(n, p + 1, parts);
+        int64_t i = lo;
+        for (; i + 1 < hi; i += 2) {
+            h[u[i]]++;
+            h1[u[i + 1]]++;
+        }
+        if (i < hi) h[u[i]]++;
     }
 }
 """
 
+# INPUTS of each build (see SOURCE): what the fp32 passes read.
+ONE_TENSOR, FP32_PAIR, BF16_PAIR = 0, 1, 2
 _FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
 _lock = threading.Lock()
-_state: dict[str, object] = {}
+_state: dict[int, ctypes.CDLL | None] = {}
 
 
 def _machine() -> str:
@@ -146,7 +172,7 @@ def _cache_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"tadrop-{os.getuid()}" / "kernels"
 
 
-def _compile(target: Path) -> None:
+def _compile(target: Path, inputs: int = ONE_TENSOR) -> None:
     compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
     if compiler is None:
         raise OSError("no C compiler (cc or gcc) on PATH")
@@ -156,7 +182,7 @@ def _compile(target: Path) -> None:
         source.write_text(SOURCE)
         built = Path(work) / "radix.so"
         subprocess.run(
-            [compiler, *_FLAGS, str(source), "-o", str(built)],
+            [compiler, *_FLAGS, f"-DINPUTS={inputs}", str(source), "-o", str(built)],
             check=True,
             capture_output=True,
             timeout=120,
@@ -166,34 +192,40 @@ def _compile(target: Path) -> None:
 
 def _bind(library: ctypes.CDLL) -> ctypes.CDLL:
     p, i64, i32, f64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
-    library.radix_pass1.argtypes = [p, i64, i32, f64, i32, p, p, p]
-    library.radix_pass2.argtypes = [p, i64, i32, p, i32, i32, p]
-    library.radix_pass3.argtypes = [p, i64, i32, p, i32, p, p, p]
-    for function in (library.radix_pass1, library.radix_pass2, library.radix_pass3):
+    library.radix_pass1.argtypes = [p, p, i64, f64, i32, p, p, p]
+    library.radix_pass2.argtypes = [p, p, i64, i32, p, i32, i32, p]
+    library.radix_pass3.argtypes = [p, p, i64, i32, p, i32, p, p, i32, p]
+    library.bf16_histogram.argtypes = [p, i64, i32, p]
+    functions = (
+        library.radix_pass1, library.radix_pass2, library.radix_pass3,
+        library.bf16_histogram,
+    )  # fmt: skip
+    for function in functions:
         function.restype = None
     return library
 
 
-def load() -> ctypes.CDLL | None:
-    """The compiled kernel (compiled on first use), or None where that is impossible."""
+def load(inputs: int = ONE_TENSOR) -> ctypes.CDLL | None:
+    """The kernel built for ``inputs`` (compiled on first use), or None where that is
+    impossible."""
     with _lock:
-        if "library" in _state:
-            return _state["library"]  # type: ignore[return-value]
+        if inputs in _state:
+            return _state[inputs]  # type: ignore[return-value]
         library = None
         if os.environ.get("TADROP_NATIVE", "1") != "0":
-            key = SOURCE + " ".join(_FLAGS) + _machine()
+            key = f"{SOURCE} {' '.join(_FLAGS)} {inputs} {_machine()}"
             digest = hashlib.sha256(key.encode()).hexdigest()[:16]
             target = _cache_dir() / f"radix-{digest}.so"
             try:
                 if not target.exists():
-                    _compile(target)
+                    _compile(target, inputs)
                 library = _bind(ctypes.CDLL(str(target)))
             except (OSError, subprocess.SubprocessError) as error:
                 warnings.warn(
-                    f"tadrop: could not build the statistics kernel ({error}); statistics fall "
-                    "back to a full sort (exact, much slower).",
+                    f"tadrop: could not build the statistics kernel ({error}); statistics take a "
+                    "slower exact route (a full sort, or the task vector built first).",
                     RuntimeWarning,
                     stacklevel=2,
                 )
-        _state["library"] = library
+        _state[inputs] = library
         return library

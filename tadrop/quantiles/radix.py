@@ -1,12 +1,16 @@
 """Many exact order statistics of |x| plus float64 power sums, by selection on bit patterns.
 
 For non-negative floats the bit pattern orders like the value, so a histogram of the high
-bits of |x| tells which bucket holds each wanted rank. bf16: all 15 magnitude bits fit one
-32768-bin histogram, one bin per value: one pass answers every rank. fp32: pass 1 counts
-buckets of the top 16 bits (sign excluded); pass 2 counts the next 8 bits inside the wanted
-buckets only; pass 3 collects the entries of the wanted sub-buckets (a tiny fraction), which
-are sorted to read the ranks. Pass 1 also accumulates the power sums of (x - shift) and
-counts zeros and NaNs. Passes run as a C kernel (``native.py``) in per-thread parts.
+bits of |x| tells which bucket holds each wanted rank. bf16: one 65536-bin histogram of all
+16 bits is one bin per value: one pass that only counts answers every rank, and the power
+sums are float64 sums over its bins (each distinct value times its count). fp32 (or a task
+vector read from two tensors): pass 1 counts buckets of the top 16 bits of |x| and
+accumulates the power sums of (x - shift), zeros and NaNs; pass 2 counts the next 6 bits
+inside the buckets holding a rank; pass 3 counts the last 9 bits inside the sub-buckets
+holding a rank. Every rank is then read from counts at full resolution: nothing is collected
+or sorted, so ties and spikes (a quantised task vector) cost nothing more. Ranks among the
+exact zeros are known after pass 1. Passes run as a C kernel (``native.py``) in per-thread
+parts.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import torch
 
 from tadrop.quantiles import native
 
-_KINDS = {torch.float32: 0, torch.bfloat16: 1}
+_KINDS = (torch.float32, torch.bfloat16)
 _COPIES = 2  # histograms per part in pass 1 (COPIES in the C source)
 # Pass 2 splits a wanted bucket into 2^SUB_BITS sub-buckets (the next bits of an fp32): its
 # histogram (up to ~1000 buckets x 64 x 4 bytes a thread) stays in L2, and pass 3 collects
@@ -41,43 +45,123 @@ def supports(tensor: torch.Tensor) -> bool:
     return tensor.device.type == "cpu" and tensor.dtype in _KINDS and native.load() is not None
 
 
+_PAIR_INPUTS = {torch.float32: native.FP32_PAIR, torch.bfloat16: native.BF16_PAIR}
+
+
+def supports_pair(task: torch.Tensor, base: torch.Tensor) -> bool:
+    """Whether the passes can read tau = task - base from the two tensors themselves (CPU,
+    one dtype, fp32 or bf16, same number of entries, with a compiled kernel)."""
+    return (
+        task.device.type == base.device.type == "cpu"
+        and task.dtype == base.dtype
+        and task.dtype in _PAIR_INPUTS
+        and task.numel() == base.numel()
+        and native.load(_PAIR_INPUTS[task.dtype]) is not None
+    )
+
+
 def _parts() -> int:
     return max(1, torch.get_num_threads())
 
 
-def abs_order_statistics(flat: torch.Tensor, ranks: np.ndarray) -> tuple[np.ndarray, PowerSums]:
+@dataclass
+class _Entries:
+    """What the fp32 passes read: one tensor, or a task and a base tensor (tau = a - b)."""
+
+    library: object
+    a: int  # data pointers
+    b: int | None
+    n: int
+
+
+def abs_order_statistics(
+    flat: torch.Tensor, ranks: np.ndarray, base: torch.Tensor | None = None
+) -> tuple[np.ndarray, PowerSums]:
     """(|x| at each 0-based rank in ``ranks`` (sorted, unique int64), as float32; power sums).
 
-    ``flat``: a contiguous 1-d CPU fp32 or bf16 tensor (see ``supports``). NaNs are counted,
-    not ranked: callers raise when ``nans`` is not 0."""
-    library = native.load()
-    kind = _KINDS[flat.dtype]
+    ``flat``: a contiguous 1-d CPU fp32 or bf16 tensor (see ``supports``). With ``base`` (same
+    dtype and length, see ``supports_pair``) x is the task vector flat - base in float32,
+    computed inside the passes. NaNs are counted, not ranked: callers raise when ``nans`` is
+    not 0."""
     parts = _parts()
-    bins = 65536 if kind == 0 else 32768
-    hist = np.empty((parts, _COPIES, bins), dtype=np.uint32)
-    sums = np.zeros((parts, 6), dtype=np.float64)
-    counts = np.zeros((parts, 2), dtype=np.int64)
-    shift = float(flat[0])  # sums of x - x[0]: exact zeros for a constant tensor
-    library.radix_pass1(
-        flat.data_ptr(), flat.numel(), kind, shift, parts,
-        hist.ctypes.data, sums.ctypes.data, counts.ctypes.data,
-    )  # fmt: skip
-    hist = hist.sum(axis=1, dtype=np.int64)  # (parts, bins)
+    if base is None:
+        shift = float(flat[0])  # sums of x - x[0]: exact zeros for a constant tensor
+        if flat.dtype == torch.bfloat16:
+            return _bf16_order_statistics(native.load(), flat, ranks, parts, shift)
+        entries = _Entries(native.load(), flat.data_ptr(), None, flat.numel())
+    else:
+        shift = float(flat[:1].float() - base[:1].float())  # tau[0], as the passes compute it
+        library = native.load(_PAIR_INPUTS[flat.dtype])
+        entries = _Entries(library, flat.data_ptr(), base.data_ptr(), flat.numel())
+    return _three_passes(entries, ranks, parts, shift)
+
+
+def _power(shift: float, sums: np.ndarray, counts: np.ndarray) -> PowerSums:
     zeros, nans = (int(value) for value in counts.sum(axis=0))
-    power = PowerSums(shift, sums.sum(axis=0), zeros, nans)
+    return PowerSums(shift, sums.sum(axis=0), zeros, nans)
+
+
+def _bf16_order_statistics(library, flat, ranks, parts, shift):
+    """One pass: the histogram of all 65536 bf16 bit patterns; the power sums are taken
+    over its bins (one value each) in float64, the ranks read from its cumulative counts."""
+    hist = np.empty((parts, _COPIES, 1 << 16), dtype=np.uint32)
+    library.bf16_histogram(flat.data_ptr(), flat.numel(), parts, hist.ctypes.data)
+    counts = hist.sum(axis=(0, 1), dtype=np.int64)  # (65536,) by bit pattern
+    magnitude_bits = np.arange(1 << 16, dtype=np.uint32) & 0x7FFF
+    is_nan = magnitude_bits > 0x7F80
+    nans = int(counts[is_nan].sum())
+    zeros = int(counts[magnitude_bits == 0].sum())
+    present = (counts > 0) & ~is_nan
+    values = (np.flatnonzero(present).astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+    weights = counts[present].astype(np.float64)
+    d = values - shift
+    d2 = d * d
+    sums = np.array(
+        [
+            weights @ d,
+            weights @ d2,
+            weights @ (d2 * d),
+            weights @ (d2 * d2),
+            weights @ np.abs(values),
+            weights @ (values * values),
+        ]
+    )
+    power = PowerSums(shift, sums, zeros, nans)
     if nans:
         return np.full(len(ranks), np.nan, dtype=np.float32), power
-    cumulative = np.cumsum(hist.sum(axis=0, dtype=np.int64))  # entries in buckets <= b
-    buckets = np.searchsorted(cumulative, ranks, side="right")
-    if kind == 1:  # one bin per bf16 value
-        return (buckets.astype(np.uint32) << 16).view(np.float32), power
-    within = ranks - np.where(buckets > 0, cumulative[buckets - 1], 0)
-    return _refine(library, flat, parts, cumulative, buckets, within), power
+    by_magnitude = counts[: 1 << 15] + counts[1 << 15 :]  # one bin per |x| value
+    buckets = np.searchsorted(np.cumsum(by_magnitude), ranks, side="right")
+    return (buckets.astype(np.uint32) << 16).view(np.float32), power
 
 
-def _refine(library, flat, parts, cumulative, buckets, within) -> np.ndarray:
+def _three_passes(entries: _Entries, ranks, parts, shift):
+    """fp32: pass 1 (power sums and a histogram of the top 16 bits of |x|), then passes 2
+    and 3 (``_refine``) inside the buckets holding the ranks."""
+    hist = np.empty((parts, _COPIES, 65536), dtype=np.uint32)
+    sums = np.zeros((parts, 6), dtype=np.float64)
+    counts = np.zeros((parts, 2), dtype=np.int64)
+    entries.library.radix_pass1(
+        entries.a, entries.b, entries.n, shift, parts,
+        hist.ctypes.data, sums.ctypes.data, counts.ctypes.data,
+    )  # fmt: skip
+    power = _power(shift, sums, counts)
+    if power.nans:
+        return np.full(len(ranks), np.nan, dtype=np.float32), power
+    # the smallest ranks are exact zeros, counted by pass 1: they are never collected (a task
+    # vector can be mostly zeros; collecting and sorting them all cost seconds and ~1 GB)
+    values = np.zeros(len(ranks), dtype=np.float32)
+    nonzero = ranks >= power.zeros
+    if nonzero.any():
+        cumulative = np.cumsum(hist.sum(axis=(0, 1), dtype=np.int64))  # entries in buckets <= b
+        buckets = np.searchsorted(cumulative, ranks[nonzero], side="right")
+        within = ranks[nonzero] - np.where(buckets > 0, cumulative[buckets - 1], 0)
+        values[nonzero] = _refine(entries, parts, cumulative, buckets, within)
+    return values, power
+
+
+def _refine(entries: _Entries, parts, cumulative, buckets, within) -> np.ndarray:
     """Passes 2 and 3 for fp32: the value of rank number ``within`` (0-based) of each
-    ``buckets`` entry, from the sub-bucket histogram and the collected sub-buckets."""
+    ``buckets`` entry, from the sub-bucket histogram, then the low bits' (``_lowest_bits``)."""
     wanted = np.unique(buckets)  # ascending: slot order is value order
     slots = len(wanted)
     slot_of = np.full(65536, slots, dtype=np.int32)
@@ -85,8 +169,8 @@ def _refine(library, flat, parts, cumulative, buckets, within) -> np.ndarray:
     sub_bits = SUB_BITS
     width = 1 << sub_bits
     hist2 = np.empty((parts, slots + 1, width), dtype=np.uint32)
-    library.radix_pass2(
-        flat.data_ptr(), flat.numel(), parts, slot_of.ctypes.data, slots, sub_bits,
+    entries.library.radix_pass2(
+        entries.a, entries.b, entries.n, parts, slot_of.ctypes.data, slots, sub_bits,
         hist2.ctypes.data,
     )  # fmt: skip
     per_part = hist2[:, :slots].astype(np.int64)  # (parts, slots, width)
@@ -97,21 +181,32 @@ def _refine(library, flat, parts, cumulative, buckets, within) -> np.ndarray:
     position = slot_start[slot_of[buckets]] + within  # among entries of wanted buckets
     sub = np.searchsorted(running, position, side="right")  # flat sub-bucket of each rank
     within_sub = position - np.where(sub > 0, running[sub - 1], 0)
-    flag = np.zeros((slots + 1) * width, dtype=np.uint8)
-    flag[sub] = 1
-    collected_per_part = (per_part.reshape(parts, -1) * flag[: slots * width]).sum(axis=1)
-    offsets = np.concatenate([[0], np.cumsum(collected_per_part + 1)]).astype(np.int64)
-    out = np.empty(int(offsets[-1]), dtype=np.uint32)
-    library.radix_pass3(
-        flat.data_ptr(), flat.numel(), parts, slot_of.ctypes.data, sub_bits,
-        flag.ctypes.data, offsets.ctypes.data, out.ctypes.data,
+    return _lowest_bits(entries, parts, wanted, slot_of, sub, within_sub)
+
+
+def _lowest_bits(entries: _Entries, parts, wanted, slot_of, sub, within_sub) -> np.ndarray:
+    """Pass 3: the value of rank number ``within_sub`` (0-based) of each flat sub-bucket
+    ``sub`` (slot * width + sub-bucket), from a histogram of the remaining low bits inside
+    the sub-buckets holding a rank: every value is then exact, no entry is collected."""
+    width, low_bits = 1 << SUB_BITS, 15 - SUB_BITS
+    flagged = np.unique(sub)  # ascending
+    rows = len(flagged)
+    row_of = np.zeros((len(wanted) + 1) * width, dtype=np.int16)
+    row_of[flagged] = np.arange(rows, dtype=np.int16)
+    is_flagged = np.zeros(len(row_of), dtype=bool)
+    is_flagged[flagged] = True
+    flag_bits = np.packbits(is_flagged, bitorder="little")
+    hist3 = np.empty((parts, rows, 1 << low_bits), dtype=np.uint32)
+    entries.library.radix_pass3(
+        entries.a, entries.b, entries.n, parts, slot_of.ctypes.data, SUB_BITS,
+        flag_bits.ctypes.data, row_of.ctypes.data, rows, hist3.ctypes.data,
     )  # fmt: skip
-    keep = np.ones(len(out), dtype=bool)
-    keep[offsets[1:] - 1] = False  # each part's spare entry
-    collected = np.sort(out[keep])  # bit patterns sort like the values
-    low_bits = 15 - sub_bits
-    sub_start = (wanted[sub // width].astype(np.uint32) << 15) | (
-        (sub % width).astype(np.uint32) << low_bits
+    running = np.cumsum(hist3.sum(axis=0, dtype=np.int64), axis=1)  # (rows, lows)
+    rank_rows = running[row_of[sub]]  # (ranks, lows)
+    low = (rank_rows <= within_sub[:, None]).sum(axis=1).astype(np.uint32)
+    bits = (
+        (wanted[sub // width].astype(np.uint32) << 15)
+        | ((sub % width).astype(np.uint32) << low_bits)
+        | low
     )
-    first = np.searchsorted(collected, sub_start, side="left")
-    return collected[first + within_sub].view(np.float32)
+    return bits.view(np.float32)

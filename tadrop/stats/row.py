@@ -4,8 +4,10 @@ sketch of |tau|, at a few read passes (``tadrop.quantiles.radix``) instead of a 
 The sketch holds the exact quantiles of |tau| at ``SKETCH_GRID`` (0, 0.001, ..., 1; linear
 interpolation between order statistics, as ``torch.quantile``). CPU fp32/bf16 tensors above
 ``SORT_MAX_NUMEL`` entries find their order statistics by selection on bit patterns, with
-the moments fused into the first pass (float64 power sums); the rest (small tensors, fp16,
-fp64, CUDA, no C compiler) sort |tau|: the reference the tests hold the fast route to.
+the moments fused into the first pass (float64 power sums; bf16: taken over the histogram of
+its values); the rest (small tensors, fp16, fp64, CUDA, no C compiler) sort |tau|: the
+reference the tests hold the fast route to. ``task_vector_stats`` gives the same row for
+tau = task - base without storing tau (the passes subtract in registers).
 """
 
 from __future__ import annotations
@@ -114,10 +116,42 @@ def tensor_stats(
     """The statistics of one task vector tensor (moments in float64); ``name`` names it in
     errors (empty tensors and NaNs raise ValueError)."""
     flat = _checked_flat(tau, name)
-    numel = flat.numel()
-    levels = np.concatenate([SKETCH_GRID, [a, b]])
-    ranks = np.asarray(interpolation_ranks(levels, numel), dtype=np.int64)
+    ranks = _sketch_ranks(flat.numel(), a, b)
     values, moments, zeros = _order_statistics(flat, ranks, name)
+    return _row(flat.numel(), ranks, values, moments, zeros, a, b, eps)
+
+
+def task_vector_stats(
+    task: torch.Tensor,
+    base: torch.Tensor,
+    a: float = DEFAULT_A,
+    b: float = DEFAULT_B,
+    eps: float = DEFAULT_EPS,
+    *,
+    name: str = "tau",
+) -> dict[str, object]:
+    """``tensor_stats`` of tau = task - base in float32 (``tadrop.task_vectors``' rule):
+    where the radix passes can read both tensors (CPU, same fp32/bf16 dtype) tau is computed
+    inside them and never stored; otherwise it is built first."""
+    flat = _checked_flat(task, name)
+    if flat.numel() <= SORT_MAX_NUMEL or not radix.supports_pair(task, base):
+        return tensor_stats(task.float() - base.float(), a, b, eps, name=name)
+    ranks = _sketch_ranks(flat.numel(), a, b)
+    values, power = radix.abs_order_statistics(
+        flat.contiguous(), ranks, base.detach().reshape(-1).contiguous()
+    )
+    if power.nans:
+        _raise_for_nans(name, power.nans, flat.numel())
+    moments = _moments_from_sums(power, flat.numel())
+    return _row(flat.numel(), ranks, values, moments, power.zeros, a, b, eps)
+
+
+def _sketch_ranks(numel: int, a: float, b: float) -> np.ndarray:
+    levels = np.concatenate([SKETCH_GRID, [a, b]])
+    return np.asarray(interpolation_ranks(levels, numel), dtype=np.int64)
+
+
+def _row(numel, ranks, values, moments, zeros, a, b, eps) -> dict[str, object]:
     order = RankValues(ranks, values)
     sketch = interpolate(SKETCH_GRID, numel, order).numpy()
     q_a, q_b = interpolate([a, b], numel, order).tolist()

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from tadrop.io import check_finite
 from tadrop.names import component_group, parse_name
 from tadrop.sparsify.tadrop_drop import (
     DEFAULT_A,
@@ -25,8 +26,8 @@ from tadrop.sparsify.tadrop_drop import (
     drop_rate_of,
 )
 from tadrop.stats import cache as stats_cache
-from tadrop.stats.row import SKETCH_POINTS, sorted_magnitudes, tensor_stats
-from tadrop.task_vectors import ModelFamily, iter_task_vectors
+from tadrop.stats.row import SKETCH_POINTS, sorted_magnitudes, task_vector_stats, tensor_stats
+from tadrop.task_vectors import ModelFamily, iter_task_vectors, resolve_device
 
 COLUMNS = [
     "task",
@@ -84,22 +85,22 @@ def compute_stats(
 def _compute_table(family, a, b, eps, device, progress) -> pd.DataFrame:
     rows = []
     total = len(family.tensor_names)
-    for done, tensor in enumerate(iter_task_vectors(family, device=device)):
-        parsed = parse_name(tensor.name)
-        for index, task in enumerate(family.task_names):
+    for done, (name, base, per_task) in enumerate(_task_vector_rows(family, a, b, eps, device)):
+        parsed = parse_name(name)
+        for task, stats in per_task:
             row = {
                 "task": task,
-                "tensor": tensor.name,
+                "tensor": name,
                 "layer": parsed.layer,
                 "kind": parsed.kind,
                 "group": component_group(parsed.kind),
                 "param": parsed.param,
-                "shape": "x".join(str(size) for size in tensor.base.shape) or "scalar",
+                "shape": "x".join(str(size) for size in base.shape) or "scalar",
             }
-            row.update(tensor_stats(tensor.task_vectors[index], a, b, eps, name=tensor.name))
+            row.update(stats)
             rows.append(row)
         if progress is not None:
-            progress(done + 1, total, tensor.name)
+            progress(done + 1, total, name)
     table = pd.DataFrame(rows, columns=COLUMNS)
     table["layer"] = table["layer"].astype("Int64")
     table.attrs["provenance"] = {
@@ -111,6 +112,41 @@ def _compute_table(family, a, b, eps, device, progress) -> pd.DataFrame:
         "skipped": family.skipped,
     }
     return table
+
+
+def _task_vector_rows(family: ModelFamily, a, b, eps, device):
+    """(name, base tensor, [(task, statistics row)]) per tensor name. On the CPU each task
+    vector is computed inside the statistics passes from the two checkpoints' tensors
+    (``task_vector_stats``): no task vector is stored, and a NaN or Inf it shows sends both
+    inputs through ``check_finite`` (which names the file). Elsewhere (CUDA) the task
+    vectors come from ``iter_task_vectors``."""
+    if resolve_device(device).type != "cpu":
+        for tensor in iter_task_vectors(family, device=device):
+            rows = [
+                (task, tensor_stats(tensor.task_vectors[index], a, b, eps, name=tensor.name))
+                for index, task in enumerate(family.task_names)
+            ]
+            yield tensor.name, tensor.base, rows
+        return
+    for name in family.tensor_names:
+        base = family.base.get(name)
+        rows = []
+        for task in family.task_names:
+            finetuned = family.get_task_tensor(task, name)
+            try:
+                stats = task_vector_stats(finetuned, base, a, b, eps, name=name)
+            except ValueError:  # NaNs: name the checkpoint that holds them, if one does
+                _check_inputs(family, task, name, finetuned, base)
+                raise
+            if not math.isfinite(stats["l2"]):  # an Inf (or an overflow of tau)
+                _check_inputs(family, task, name, finetuned, base)
+            rows.append((task, stats))
+        yield name, base, rows
+
+
+def _check_inputs(family: ModelFamily, task: str, name: str, finetuned, base) -> None:
+    check_finite(name, base, family.base.source)
+    check_finite(name, finetuned, family.tasks[task].source)
 
 
 def sketch_matrix(table: pd.DataFrame) -> np.ndarray:
