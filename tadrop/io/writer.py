@@ -127,6 +127,9 @@ def _range_error(
 def _count_nonfinite(tensor: torch.Tensor) -> int:
     if not (tensor.is_floating_point() or tensor.is_complex()):
         return 0
+    if bool(torch.isfinite(tensor.sum())):
+        return 0  # one read pass: a NaN or Inf entry makes the sum NaN or Inf
+    # A non-finite sum: some entry is NaN/Inf, or finite entries overflowed; count exactly.
     return tensor.numel() - int(torch.count_nonzero(torch.isfinite(tensor)))
 
 
