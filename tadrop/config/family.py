@@ -64,7 +64,8 @@ def _config_spec(path: Path) -> FamilySpec:
             f"{path}: this config uses the demo zoo (demo:); `tadrop dashboard` opens the demo "
             "without --family."
         )
-    assert config.base is not None and config.models  # the config's checks require both
+    if config.base is None or not config.models:  # the config's own checks refuse this first
+        raise ConfigError(f"{path}: a family needs base: and models:; see docs/cli.md.")
     return FamilySpec(
         label=config.label,
         base=config.base,
