@@ -4,6 +4,8 @@ server starts."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -124,3 +126,23 @@ def test_the_dashboard_opens_the_command_line_family_on_every_page(
     app.switch_page("views/heterogeneity.py").run()
     assert not app.exception and not app.error
     assert not any("No model family is loaded" in info.value for info in app.info)
+
+
+def test_the_server_imports_the_pages_dependencies_before_it_answers():
+    from tadrop.cli.demo import dashboard_command
+
+    command, _ = dashboard_command(None, None)
+    assert Path(command[1]).name == "serve.py" and command[2:4] == ["run", APP]
+    # serve.py is streamlit's own command line: `version` prints streamlit's version.
+    loaded = subprocess.run([sys.executable, command[1], "version"], capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr
+    assert "Streamlit, version" in loaded.stdout
+    check = (
+        f"import runpy, sys; runpy.run_path({command[1]!r}, run_name='serve')['preload']();"
+        "print(sorted(m for m in ('torch', 'tadrop.stats', 'plotly', 'dashboard.state') "
+        "if m in sys.modules))"
+    )
+    modules = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                             timeout=300)  # fmt: skip
+    assert modules.stdout.split() == ["['plotly',", "'tadrop.stats',", "'torch']"]
