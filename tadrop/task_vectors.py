@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from tadrop.io import Checkpoint, CheckpointError, open_checkpoint
+from tadrop.io import Checkpoint, CheckpointError, count_nonfinite, open_checkpoint
 from tadrop.io import check_finite as _check_finite
 
 KEY_MODES = ("strict", "common")
@@ -339,7 +339,7 @@ def iter_task_vectors(
         for index, task in enumerate(family.tasks):
             # tau_k = theta_k - theta_pre in one pass (the float32 promotion happens inside sub).
             torch.sub(family.get_task_tensor(task, name).to(target), base32, out=stacked[index])
-        if check_finite and not bool(torch.isfinite(stacked.sum())):
+        if check_finite and count_nonfinite(stacked):
             _check_inputs_finite(family, name)
         yield TensorTaskVectors(name, base32, stacked)
 
@@ -347,11 +347,10 @@ def iter_task_vectors(
 def _check_inputs_finite(family: ModelFamily, name: str) -> None:
     """CheckpointError naming the first input file whose tensor ``name`` holds NaN or Inf.
 
-    Called only when the sum of the task vectors is not finite: a NaN or Inf in the base or in
-    a fine-tuned tensor makes some tau_k entry NaN or Inf, hence the sum, so a finite sum (one
-    pass over data just written) rules out both. A non-finite sum can also come from finite
-    inputs (the sum or a difference overflowing float32): then this exact check passes and the
-    merge's own guard decides."""
+    Called only when a task vector holds NaN or Inf (found in one pass over data just written,
+    ``count_nonfinite``): a NaN or Inf in the base or in a fine-tuned tensor makes some tau_k
+    entry NaN or Inf, so finite task vectors rule out both. Finite inputs whose difference
+    overflows float32 pass this exact check, and the merge's own guard decides."""
     _check_finite(name, family.base.get(name), family.base.source)
     for task, checkpoint in family.tasks.items():
         _check_finite(name, family.get_task_tensor(task, name), checkpoint.source)
