@@ -63,8 +63,10 @@ def serve_and_open(family_dir: Path, chromium: str, timeout_s: float) -> dict[st
         env = {**os.environ, "TADROP_HOME": home, "PYTHONPATH": str(REPO_ROOT)}
         command = [sys.executable, "-m", "tadrop.cli", "dashboard", "--family", str(family_dir),
                    "--port", str(port), "--quiet"]  # fmt: skip
+        log_path = Path(home) / "server.log"  # streamlit's messages, shown only if it fails
         started = time.perf_counter()
-        server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL)
+        with open(log_path, "wb") as log:
+            server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
         try:
             wait_healthy(port, 120)
             server_s = time.perf_counter() - started
@@ -75,6 +77,9 @@ def serve_and_open(family_dir: Path, chromium: str, timeout_s: float) -> dict[st
                 first = open_until_figure(browser, url, timeout_s)
                 reopen = open_until_figure(browser, url, timeout_s)
                 browser.close()
+        except Exception:
+            print(log_path.read_text(errors="replace")[-4000:], file=sys.stderr)
+            raise
         finally:
             server.terminate()  # tadrop's CLI stops its streamlit child on SIGTERM
             server.wait(timeout=30)
