@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from dashboard.paths import inside_roots
+from tadrop.config.family import ENV_FAMILY, read_family_spec
 from tadrop.task_vectors import ModelFamily, load_family
 
 
@@ -58,4 +62,29 @@ def _load(source: FamilySource, finetuned: dict[str, str] | list[str]) -> ModelF
         exclude=source.exclude or None,
         keys=source.keys,
         align_prefixes=source.align_prefixes,
+    )
+
+
+def command_line_family(
+    argv: Sequence[str] = (), environ: Mapping[str, str] | None = None
+) -> FamilySource | None:
+    """The family the server was started with: ``--family PATH`` after ``--`` on streamlit's
+    command line, else $TADROP_FAMILY (set by ``tadrop dashboard --family``); None if neither.
+    The user named these files, so they are read wherever they are (no data-root check)."""
+    environ = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--family", default=environ.get(ENV_FAMILY, ""))
+    path = parser.parse_known_args(list(argv))[0].family
+    if not path:
+        return None
+    spec = read_family_spec(path)
+    return FamilySource(
+        label=spec.label,
+        base=str(spec.base),
+        finetuned=tuple(str(checkpoint) for checkpoint in spec.tasks.values()),
+        task_names=tuple(spec.tasks),
+        include=spec.include or "",
+        exclude=spec.exclude or "",
+        keys=spec.keys,
+        align_prefixes=spec.align_prefixes,
     )

@@ -20,7 +20,7 @@ import streamlit as st
 from dashboard import exports, paths
 from dashboard import runs as run_records
 from dashboard.demo import SharedEvaluator, demo_home, demo_source, open_demo_zoo
-from dashboard.sources import FamilySource, open_family
+from dashboard.sources import FamilySource, command_line_family, open_family
 from tadrop import stats as tadrop_stats
 from tadrop.sparsify.tadrop_drop import DEFAULT_A, DEFAULT_B, DEFAULT_EPS
 from tadrop.stats.cache import is_cached
@@ -76,11 +76,12 @@ def device() -> str:
 
 
 def chosen_source() -> FamilySource | None:
-    """The family this session works on: the one picked on Models, else the demo if built."""
+    """The family this session works on: the one picked on Models, else the one the server
+    was started with (``tadrop dashboard --family``), else the demo if built."""
     source = st.session_state.get("family_source")
     if source is not None:
         return source
-    return demo_source()
+    return command_line_family(sys.argv[1:]) or demo_source()
 
 
 def choose_source(source: FamilySource) -> None:

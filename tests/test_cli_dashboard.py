@@ -32,14 +32,15 @@ def _answers(port: int) -> bool:
 
 
 def _servers_on(port: int) -> list[int]:
-    """Process ids whose command line runs streamlit on this port."""
+    """Process ids whose command line runs streamlit (or dashboard/serve.py) on this port."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
             arguments = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"streamlit" in arguments and str(port).encode() in arguments:
+        server = b"streamlit" in arguments or any(a.endswith(b"serve.py") for a in arguments)
+        if server and str(port).encode() in arguments:
             found.append(int(entry.name))
     return found
 

@@ -147,6 +147,11 @@ def _add_demo_and_dashboard(commands, common: argparse.ArgumentParser) -> None:
     dashboard.add_argument(
         "--data-root", action="append", help="folder the dashboard may read and write (repeatable)"
     )
+    dashboard.add_argument(
+        "--family",
+        help="open this family on every page: a merge config (base: + models:) or a folder "
+        "holding base/ and one folder per task",
+    )
 
 
 def _add_report(commands, common: argparse.ArgumentParser) -> None:
@@ -188,7 +193,7 @@ def _dispatch(args: argparse.Namespace, console: Console) -> Any:
 
         return command_demo_build(args, console)
     if args.command == "dashboard":
-        from tadrop.cli.demo import command_dashboard
+        from tadrop.cli.dashboard import command_dashboard
 
         return command_dashboard(args, console)
     if args.command == "report":

@@ -132,8 +132,7 @@ def dashboard_command(
     app = Path(spec.origin).resolve().parent / "app.py"
     command = [
         sys.executable,
-        "-m",
-        "streamlit",
+        str(app.parent / "serve.py"),  # `streamlit run` after importing what the pages need
         "run",
         str(app),
         "--server.headless",

@@ -3,7 +3,13 @@ adapters; an atomic writer of Hugging Face style safetensors folders."""
 
 from tadrop.io.atomic import atomic_dir, atomic_write_bytes, atomic_write_text
 from tadrop.io.checkpoint import Checkpoint, FileCheckpoint
-from tadrop.io.errors import CheckpointError, check_finite, check_not_empty, empty_tensor_error
+from tadrop.io.errors import (
+    CheckpointError,
+    check_finite,
+    check_not_empty,
+    count_nonfinite,
+    empty_tensor_error,
+)
 from tadrop.io.formats import open_checkpoint
 from tadrop.io.lora import LoraCheckpoint
 from tadrop.io.writer import (
@@ -23,6 +29,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "check_finite",
+    "count_nonfinite",
     "check_not_empty",
     "empty_tensor_error",
     "open_checkpoint",

@@ -13,11 +13,20 @@ class CheckpointError(ValueError):
     """A checkpoint cannot be read or written; the message names the file, the tensor and the fix."""
 
 
+def count_nonfinite(tensor: torch.Tensor) -> int:
+    """How many entries are NaN or Inf, in one read pass when there are none: a NaN or Inf
+    entry makes the sum NaN or Inf, so a finite sum means zero; only a non-finite sum (some
+    such entry, or finite entries overflowing the sum) runs the exact elementwise count."""
+    if not (tensor.is_floating_point() or tensor.is_complex()):
+        return 0
+    if bool(torch.isfinite(tensor.sum())):
+        return 0
+    return tensor.numel() - int(torch.count_nonzero(torch.isfinite(tensor)))
+
+
 def check_finite(name: str, tensor: torch.Tensor, source: str | Path) -> None:
     """Raise CheckpointError if `tensor` (called `name`, read from `source`) holds NaN or Inf."""
-    if not (tensor.is_floating_point() or tensor.is_complex()):
-        return
-    n_bad = tensor.numel() - int(torch.count_nonzero(torch.isfinite(tensor)))
+    n_bad = count_nonfinite(tensor)
     if n_bad:
         raise CheckpointError(
             f"{source}: tensor {name!r} has {n_bad} NaN/Inf value(s) out of {tensor.numel()}. "

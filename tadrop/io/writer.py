@@ -12,7 +12,7 @@ import torch
 
 from tadrop.io.atomic import atomic_dir, write_file_atomically
 from tadrop.io.aux_files import copy_aux_files
-from tadrop.io.errors import CheckpointError
+from tadrop.io.errors import CheckpointError, count_nonfinite
 from tadrop.io.safetensors_format import write_safetensors_file
 from tadrop.version import __version__
 
@@ -84,13 +84,13 @@ def _prepared(name: object, tensor: object, guard: _WriteGuard) -> torch.Tensor:
         raise CheckpointError(f"{name!r}: got a {type(tensor).__name__}, expected a tensor.")
     if tensor.layout != torch.strided:
         raise CheckpointError(f"{name!r}: layout {tensor.layout}; convert with .to_dense().")
-    n_bad = _count_nonfinite(tensor)
+    n_bad = count_nonfinite(tensor)
     if n_bad and guard.finite_only:
         raise _nonfinite_error(name, tensor, n_bad, guard)
     dtype = guard.dtype
     if dtype is not None and tensor.is_floating_point() and tensor.dtype != dtype:
         cast = tensor.to(dtype)
-        if _count_nonfinite(cast) > n_bad:
+        if count_nonfinite(cast) > n_bad:
             raise _range_error(name, tensor, dtype, guard)
         tensor = cast
     return tensor.detach().cpu().contiguous()
@@ -122,12 +122,6 @@ def _range_error(
         f"the range of {dtype} (largest {torch.finfo(dtype).max:.4g}); they would be written as "
         f"Inf.{_made_by(guard)} Write in float32 (output dtype float32) or reduce the scaling."
     )
-
-
-def _count_nonfinite(tensor: torch.Tensor) -> int:
-    if not (tensor.is_floating_point() or tensor.is_complex()):
-        return 0
-    return tensor.numel() - int(torch.count_nonzero(torch.isfinite(tensor)))
 
 
 def _shard_names(count: int) -> list[str]:
