@@ -278,6 +278,24 @@ def test_default_thread_count_is_every_core(monkeypatch):
     assert build_module.build_threads(3) == 3
 
 
+def test_demo_build_command_builds_with_the_threads_asked_for(tmp_path, tiny_recipe, monkeypatch):
+    from tadrop.cli import main
+
+    monkeypatch.setenv(build_module.THREADS_ENV, "3")  # --threads must win over it
+    assert main(["demo", "build", "--home", str(tmp_path), "--threads", "1", "-q"]) == 0
+    assert load_zoo("text", "quick", tmp_path).manifest["threads"] == 1
+
+
+def test_demo_build_command_refuses_a_bad_thread_count_before_building(
+    tmp_path, tiny_recipe, capsys
+):
+    from tadrop.cli import EXIT_USAGE, main
+
+    assert main(["demo", "build", "--home", str(tmp_path), "--threads", "0"]) == EXIT_USAGE
+    assert "threads=0" in capsys.readouterr().err
+    assert not zoo_path("text", "quick", tmp_path).exists()
+
+
 def test_recipes_stored_before_a_new_setting_still_match():
     """A zoo built before a fine-tuning setting existed stores every old setting spelled out
     and not the new one; with the new one at its default it is still current."""

@@ -33,6 +33,12 @@ TEXT_TASKS = {
         TaskSpec("fortune_topic", data_fortunes.read_fortune_topics, "Debian fortunes"),
         TaskSpec("fortune_language", data_fortunes.read_fortune_languages, "Debian fortunes-*"),
         TaskSpec("fortune_word_order", data_fortunes.read_fortune_word_order, "Debian fortunes"),
+        TaskSpec(
+            "fortune_bigram_shift", data_fortunes.read_fortune_bigram_shift, "Debian fortunes"
+        ),
+        TaskSpec(
+            "fortune_sentence_order", data_fortunes.read_fortune_sentence_order, "Debian fortunes"
+        ),
         TaskSpec("kaomoji_emotion", data_text.read_kaomoji_emotions, "kaomoji-dataset", 2),
         TaskSpec("kaomoji_action", data_text.read_kaomoji_actions, "kaomoji-dataset", 2),
         TaskSpec("kaomoji_subject", data_text.read_kaomoji_subjects, "kaomoji-dataset", 2),
@@ -159,6 +165,15 @@ RECIPES = {
 }
 ZOOS = ("text", "image")
 SIZES = ("quick", "full")
+
+# Wall-clock seconds of `tadrop demo build` for each zoo on this project's idle 2-core build
+# machine (docs/zoo.md, "Build time"); a dry run quotes it when the zoo is not built yet.
+MEASURED_BUILD_SECONDS = {
+    ("text", "quick"): 220,
+    ("image", "quick"): 17,
+    ("text", "full"): 523,
+    ("image", "full"): 125,
+}
 
 
 def recipe_for(zoo: str, size: str) -> Recipe:
