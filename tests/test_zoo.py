@@ -296,6 +296,22 @@ def test_demo_build_command_refuses_a_bad_thread_count_before_building(
     assert not zoo_path("text", "quick", tmp_path).exists()
 
 
+def test_a_task_gets_its_own_learning_rate_and_schedule():
+    recipe = dataclasses.replace(
+        TINY, task_finetune=(("bbc_topic", (("lr_backbone", 1e-3), ("epochs", 4))),)
+    )
+    assert recipe.finetune_for("bbc_topic").lr_backbone == 1e-3
+    assert recipe.finetune_for("bbc_topic").epochs == 4
+    assert recipe.finetune_for("fortune_language") == TINY.finetune
+    assert recipe.task_json("fortune_language") == TINY.task_json("fortune_language")
+    assert recipe.task_json("bbc_topic")["finetune"]["lr_backbone"] == 1e-3
+    assert "task_finetune" not in TINY.to_json()  # zoos built before it still match
+    with pytest.raises(ValueError, match="'tweet_topic', not a task"):
+        dataclasses.replace(TINY, task_finetune=(("tweet_topic", (("epochs", 4),)),))
+    with pytest.raises(ValueError, match="unknown settings \\['lr'\\]"):
+        dataclasses.replace(TINY, task_finetune=(("bbc_topic", (("lr", 4),)),))
+
+
 def test_recipes_stored_before_a_new_setting_still_match():
     """A zoo built before a fine-tuning setting existed stores every old setting spelled out
     and not the new one; with the new one at its default it is still current."""

