@@ -113,6 +113,20 @@ def test_tweet_topics_do_not_contain_their_topic_words():
         assert not re.search(data_text.TWEET_TOPIC_WORDS[topic], text, re.IGNORECASE), text
 
 
+def test_tweet_word_order_reads_only_tweets_the_sentiment_task_does_not(monkeypatch):
+    rows = [{"text": f"tweet {i} has exactly seven words here", "confidence": c}
+            for i, c in enumerate(["0.59", "0.6", "1.0", "", "0.3"] * 12)]  # fmt: skip
+    monkeypatch.setattr(data_text, "_tweet_rows", lambda: iter(rows))
+    data = data_text.read_tweet_word_order()
+    kept = {
+        " ".join(sorted(r["text"].split())) for r in rows if r["confidence"] in ("0.59", "", "0.3")
+    }
+    assert len(data) == len(kept) == 36
+    assert {" ".join(sorted(text.split())) for text in data.inputs} == kept
+    assert data.label_names == datasets.WORD_ORDERS
+    assert min(data.class_counts().values()) > 0
+
+
 def test_bbc_articles_are_unique():
     data = data_text.read_bbc_topics()
     keys = [" ".join(text.lower().split()) for text in data.inputs]

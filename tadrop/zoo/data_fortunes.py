@@ -7,9 +7,7 @@ A fortune file holds cookies separated by lines that are exactly `%`. Attributio
 
 from __future__ import annotations
 
-import random
 import re
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,59 +107,3 @@ def read_fortune_word_order() -> LabelledData:
     """
     cookies = (t for name in _WORD_ORDER_FILES for t in read_cookies(name, "fortunes"))
     return texts_from_pairs(word_order_pairs(cookies), WORD_ORDERS, min_chars=20)
-
-
-BIGRAM_ORDERS = ("original", "inverted")
-# English files no other task reads
-_BIGRAM_FILES = ("cookie", "miscellaneous", "platitudes", "art", "humorists", "kids")
-SENTENCE_ORDERS = ("original", "rotated")
-_SENTENCE_FILES = ("definitions", "computer", "linux", "startrek", "medicine", "pets", "magic",
-                   "cookie", "miscellaneous", "platitudes", "art", "humorists", "kids", "drugs",
-                   "sports", "news", "pratchett", "adams", "tao", "paradoxum")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])")
-
-
-def _english_cookies(files: tuple[str, ...], min_words: int = 6) -> Iterator[str]:
-    for name in files:
-        for text in read_cookies(name, "fortunes"):
-            if len(text.split()) >= min_words:
-                yield text
-
-
-def read_fortune_bigram_shift() -> LabelledData:
-    """English fortunes as written, or with two adjacent words inverted (SentEval's BShift).
-
-    Conneau et al. (2018), "What you can cram into a single vector", probing task BShift:
-    the bag of words is unchanged, so mean-pooled sentence embeddings barely see it. Which
-    pair is inverted, and whether the cookie is inverted at all, come from a hash of its text.
-    """
-    pairs = []
-    for text in _english_cookies(_BIGRAM_FILES):
-        seed = zlib.crc32(text.encode())
-        order = BIGRAM_ORDERS[seed % 2]
-        words = text.split()
-        if order == "inverted":
-            at = random.Random(seed).randrange(len(words) - 1)
-            if words[at].lower() == words[at + 1].lower():
-                continue
-            words[at], words[at + 1] = words[at + 1], words[at]
-        pairs.append((" ".join(words), order))
-    return texts_from_pairs(pairs, BIGRAM_ORDERS, min_chars=20)
-
-
-def read_fortune_sentence_order() -> LabelledData:
-    """Fortunes of two or more sentences, as written or with the first sentence moved last.
-
-    Like SentEval's CoordInv (clauses inverted): same words, another order of ideas. The
-    label comes from a hash of the text.
-    """
-    pairs = []
-    for text in _english_cookies(_SENTENCE_FILES):
-        sentences = _SENTENCE_END.split(text)
-        if len(sentences) < 2:
-            continue
-        order = SENTENCE_ORDERS[zlib.crc32(text.encode()) % 2]
-        if order == "rotated":
-            sentences = [*sentences[1:], sentences[0]]
-        pairs.append((" ".join(sentences), order))
-    return texts_from_pairs(pairs, SENTENCE_ORDERS, min_chars=20)
