@@ -205,6 +205,21 @@ def test_truncated_model_is_detected_and_only_its_task_rebuilt(tiny_zoo, tmp_pat
     )
 
 
+def test_changing_one_tasks_settings_rebuilds_that_task_only(tiny_zoo, tmp_path, monkeypatch):
+    home = _linked_copy(tiny_zoo, tmp_path)
+    changed = dataclasses.replace(TINY, task_finetune=(("bbc_topic", (("lr_backbone", 1e-4),)),))
+    monkeypatch.setattr(build_module, "recipe_for", lambda zoo, size: changed)
+    model = "model.safetensors"
+    kept = (tiny_zoo.task_dirs["fortune_language"] / model).stat().st_ino
+    redone = (tiny_zoo.task_dirs["bbc_topic"] / model).stat().st_ino
+
+    build_zoo("text", "quick", home)
+    rebuilt = load_zoo("text", "quick", home)
+    assert (rebuilt.task_dirs["fortune_language"] / model).stat().st_ino == kept
+    assert (rebuilt.task_dirs["bbc_topic"] / model).stat().st_ino != redone
+    assert rebuilt.manifest["tasks"]["bbc_topic"]["recipe"]["finetune"]["lr_backbone"] == 1e-4
+
+
 RESUMABLE = dataclasses.replace(TINY, tasks=("fortune_language",), n_train=48)  # 6 steps
 
 
