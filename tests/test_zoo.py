@@ -341,13 +341,13 @@ def test_recipes_stored_before_a_new_setting_still_match():
 
 @pytest.mark.slow  # reads the quick demo zoo
 def test_quick_text_zoo_shows_heterogeneity_and_merge_contrast(quick_text_zoo):
-    """The numbers docs/zoo.md reports for the quick text zoo (measured: 5 of 6 tasks at a
-    spread >= 0.3; individual - base 4.9 points, short of the 10-point target)."""
+    """The targets docs/zoo.md reports the quick text zoo meeting (measured: 6 of 6 tasks at a
+    spread >= 0.3; individual - base 10.8 points, individual - TA(lambda 1) 12.0 points)."""
     heterogeneity = quick_text_zoo.manifest["heterogeneity"]
     assert heterogeneity["tasks_reaching_target"] > len(quick_text_zoo.tasks) / 2
     merges = quick_text_zoo.manifest["merges"]
     accuracy = merges["mean_accuracy"]
-    assert merges["individual_minus_base"] > 0.03
+    assert merges["individual_minus_base"] >= 0.10
     assert merges["individual_minus_task_arithmetic_1.0"] >= 0.05
     assert accuracy["emr"] > accuracy["ties"] >= accuracy["task_arithmetic_0.3"]
     assert accuracy["emr+tadrop"] >= accuracy["emr"]
