@@ -11,7 +11,7 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from tadrop.zoo import data_fortunes, data_text
+from tadrop.zoo import data_fortunes, data_text, datasets
 from tadrop.zoo.datasets import LabelledData, balanced_split, texts_from_pairs
 from tadrop.zoo.errors import MissingSourceError, UnsafePickleError
 from tadrop.zoo.safe_pickle import load_numpy_pickle, loads_numpy
@@ -113,6 +113,20 @@ def test_tweet_topics_do_not_contain_their_topic_words():
         assert not re.search(data_text.TWEET_TOPIC_WORDS[topic], text, re.IGNORECASE), text
 
 
+def test_tweet_word_order_reads_only_tweets_the_sentiment_task_does_not(monkeypatch):
+    rows = [{"text": f"tweet {i} has exactly seven words here", "confidence": c}
+            for i, c in enumerate(["0.59", "0.6", "1.0", "", "0.3"] * 12)]  # fmt: skip
+    monkeypatch.setattr(data_text, "_tweet_rows", lambda: iter(rows))
+    data = data_text.read_tweet_word_order()
+    kept = {
+        " ".join(sorted(r["text"].split())) for r in rows if r["confidence"] in ("0.59", "", "0.3")
+    }
+    assert len(data) == len(kept) == 36
+    assert {" ".join(sorted(text.split())) for text in data.inputs} == kept
+    assert data.label_names == datasets.WORD_ORDERS
+    assert min(data.class_counts().values()) > 0
+
+
 def test_bbc_articles_are_unique():
     data = data_text.read_bbc_topics()
     keys = [" ".join(text.lower().split()) for text in data.inputs]
@@ -143,7 +157,7 @@ def test_word_order_task_keeps_the_words_and_draws_the_order_from_the_text(tmp_p
         (tmp_path / name).write_text("\n%\n".join(c + f" in {name}" for c in cookies) + "\n")
     monkeypatch.setattr(data_fortunes, "FORTUNES_DIR", tmp_path)
     data = data_fortunes.read_fortune_word_order()
-    assert data.label_names == data_fortunes.WORD_ORDERS
+    assert data.label_names == datasets.WORD_ORDERS
     assert min(data.class_counts().values()) > len(data) / 5  # all three orders occur
     originals = {
         " ".join(sorted(c.split() + ["in", n]))
@@ -155,4 +169,4 @@ def test_word_order_task_keeps_the_words_and_draws_the_order_from_the_text(tmp_p
         if data.label_names[label] == "reversed":
             assert text.split()[-1] == "cookie"
     assert data_fortunes.read_fortune_word_order().inputs == data.inputs  # the same every time
-    assert data_fortunes.reorder_words("a b c", "reversed", 0) == "c b a"
+    assert datasets.reorder_words("a b c", "reversed", 0) == "c b a"

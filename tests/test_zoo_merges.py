@@ -45,9 +45,10 @@ def test_every_merge_scores_well_above_chance_and_at_most_the_individual_models(
     assert table["task"].tolist() == quick_text_zoo.tasks
     for row in table.itertuples():
         chance = 1 / len(quick_text_zoo.label_names(row.task))
-        # A merge keeps most of what fine-tuning taught (far above chance) and does not beat
-        # the model fine-tuned on the task by more than a few test examples.
-        assert row.merged > chance + 0.2, (method, sparsifier, row)
+        # A merge keeps at least half of the fine-tuned model's margin over chance (a fixed
+        # margin does not fit tweet_word_order, whose base is only 0.15 above chance) and does
+        # not beat the model fine-tuned on the task by more than a few test examples.
+        assert row.merged > chance + 0.5 * (row.individual - chance), (method, sparsifier, row)
         assert row.merged <= row.individual + 0.03, (method, sparsifier, row)
     assert table["merged"].mean() < table["individual"].mean()
 

@@ -28,6 +28,15 @@ def test_gradual_unfreezing_starts_lower_layers_later():
     assert _unfreeze_steps(module, 0.0, 100) == []
 
 
+def test_unfreezing_only_the_lowest_layers_trains_the_others_from_the_start():
+    module = _TwoLayers()  # layers 0, 1, 2
+    for layers, expected in ((1, (90, 0, 0)), (2, (90, 45, 0)), (0, (0, 0, 0))):
+        starts = {id(p): s for p, s in _unfreeze_steps(module, 0.9, 100, layers)}
+        first = {name: starts.get(id(p), 0) for name, p in module.named_parameters()}
+        assert tuple(first[f"layer.{i}.query.weight"] for i in range(3)) == expected, layers
+        assert first["embeddings.weight"] == 90  # no layer index: always with the lowest
+
+
 @pytest.mark.parametrize("fraction", [-0.1, 1.0])
 def test_unfreeze_fraction_outside_its_range_is_refused(fraction):
     with pytest.raises(ValueError, match="unfreeze_fraction"):

@@ -139,6 +139,9 @@ def _add_demo_and_dashboard(commands, common: argparse.ArgumentParser) -> None:
     build.add_argument("--size", choices=("quick", "full"), default="quick")
     build.add_argument("--home", help="zoo folder (default $TADROP_HOME)")
     build.add_argument("--force", action="store_true", help="rebuild even if the zoo exists")
+    build.add_argument(
+        "--threads", type=int, help="torch threads (default $TADROP_BUILD_THREADS, else every core)"
+    )
 
     dashboard = commands.add_parser(
         "dashboard", parents=[common], help="start the Streamlit dashboard"

@@ -41,22 +41,11 @@ def ensure_zoo(
     return load_zoo(zoo, size, home)
 
 
-# Wall-clock build time of each zoo on this project's idle 2-core build machine (docs/zoo.md,
-# "Build times"); a dry run quotes it when the zoo is not built yet.
-# docs/zoo.md: the full zoos measured idle; the quick text zoo's recipe (LP-FT with gradual
-# unfreezing) took 357-365 s of CPU time, about 3-4 min of wall time on 2 idle cores.
-MEASURED_BUILD_SECONDS = {
-    ("text", "quick"): 220,
-    ("image", "quick"): 17,
-    ("text", "full"): 523,
-    ("image", "full"): 125,
-}
-
-
 def zoo_build_plan(demo: DemoSource, home: Path | None = None) -> dict[str, Any] | None:
     """None when the demo zoo opens; else what a real run builds first (and how long it takes)."""
     from tadrop.zoo import RECIPES, ZooError, load_zoo, zoo_path
     from tadrop.zoo.load import rebuild_hint
+    from tadrop.zoo.recipes import MEASURED_BUILD_SECONDS
 
     try:
         load_zoo(demo.zoo, demo.size, home)
@@ -102,7 +91,10 @@ def demo_family_paths(
 
 def command_demo_build(args, console: Console) -> dict[str, Any]:
     from tadrop.zoo import build_zoo
+    from tadrop.zoo.build import build_threads
 
+    with checking_inputs():
+        build_threads(args.threads)  # a bad --threads is refused before anything is built
     zoos = ("text", "image") if args.zoo == "all" else (args.zoo,)
     home = Path(args.home).expanduser().absolute() if args.home else None
     built = {}
@@ -114,6 +106,7 @@ def command_demo_build(args, console: Console) -> dict[str, Any]:
             home,
             progress=_zoo_progress(console),
             force=args.force,
+            threads=args.threads,
             measure=zoo_numbers,
         )
         built[zoo] = str(path)

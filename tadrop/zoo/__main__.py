@@ -57,11 +57,16 @@ def _show(zoo_name: str, size: str, home: str | None) -> None:
         print(
             f"{task:20s} {base[task]['accuracy']:7.3f} {individual[task]['accuracy']:10.3f}{shown}"
         )
-    merges = zoo.manifest.get("merges", {}).get("mean_accuracy", {})
+    contrast = zoo.manifest.get("merges", {})
+    merges = contrast.get("mean_accuracy", {})
     if merges:
         print(
             "mean accuracy: " + ", ".join(f"{name} {value:.3f}" for name, value in merges.items())
         )
+        gaps = {"individual - base": "individual_minus_base",
+                "individual - TA(lambda 1)": "individual_minus_task_arithmetic_1.0"}  # fmt: skip
+        print(", ".join(f"{label} {100 * contrast[key]:.1f} points" for label, key in gaps.items()
+                        if key in contrast))  # fmt: skip
 
 
 def _show_synthetic(home: str | None) -> None:

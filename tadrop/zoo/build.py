@@ -183,8 +183,6 @@ class _ZooBuild:
         self.report = report
         self.verify_hashes = verify_hashes
         self.specs = recipe.task_specs()
-        # Everything except the task list decides a task's result; adding a task keeps others.
-        self.task_recipe = {k: v for k, v in recipe.to_json().items() if k != "tasks"}
 
     def run(self) -> None:
         started = time.perf_counter()
@@ -215,7 +213,7 @@ class _ZooBuild:
             return None
         spec = next(spec for spec in self.specs if spec.name == task)
         stored = compact(record.get("recipe") or {})
-        if stored != self.task_recipe or record.get("revision") != spec.revision:
+        if stored != self.recipe.task_json(task) or record.get("revision") != spec.revision:
             return None
         if file_problems(self.root, record.get("files", {}), hashes=self.verify_hashes):
             return None
@@ -241,7 +239,7 @@ class _ZooBuild:
             self.report(fraction, f"task {index + 1} of {n} ({spec.name}): {message}{left}")
 
         key = json.dumps({"task": spec.name, "revision": spec.revision, "seed": seed,
-                          "recipe": self.task_recipe}, sort_keys=True)  # fmt: skip
+                          "recipe": self.recipe.task_json(spec.name)}, sort_keys=True)  # fmt: skip
         checkpoint = TrainingCheckpoint(
             self.root / PARTIAL_DIR / f"{spec.name}.pt", key, CHECKPOINT_EVERY
         )
@@ -265,7 +263,7 @@ class _ZooBuild:
                 "first": trained.losses[0],
                 "last": float(np.mean(trained.losses[-10:])),
             },
-            "recipe": self.task_recipe,
+            "recipe": self.recipe.task_json(spec.name),
         }
         zoo_name = f"{self.recipe.zoo}-{self.recipe.size}"
         record.update(write_task_files(self.root, spec.name, zoo_name, backbone, module, trained))

@@ -7,13 +7,11 @@ A fortune file holds cookies separated by lines that are exactly `%`. Attributio
 
 from __future__ import annotations
 
-import random
 import re
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from tadrop.zoo.datasets import LabelledData, texts_from_pairs
+from tadrop.zoo.datasets import WORD_ORDERS, LabelledData, texts_from_pairs, word_order_pairs
 from tadrop.zoo.errors import MissingSourceError
 from tadrop.zoo.sources import FORTUNES_DIR
 
@@ -94,20 +92,9 @@ def read_fortune_languages() -> LabelledData:
     return texts_from_pairs(pairs, tuple(FORTUNE_LANGUAGES), min_chars=20)
 
 
-WORD_ORDERS = ("original", "shuffled", "reversed")
 # English files not used by fortune_topic, so no cookie is in both tasks
 _WORD_ORDER_FILES = ("fortunes", "wisdom", "people", "men-women", "literature", "love",
                      "education", "food", "law")  # fmt: skip
-
-
-def reorder_words(text: str, order: str, seed: int) -> str:
-    """`text` with its words kept, shuffled (seeded) or reversed."""
-    words = text.split()
-    if order == "shuffled":
-        random.Random(seed).shuffle(words)
-    elif order == "reversed":
-        words.reverse()
-    return " ".join(words)
 
 
 def read_fortune_word_order() -> LabelledData:
@@ -118,11 +105,5 @@ def read_fortune_word_order() -> LabelledData:
     fine-tuning its attention learns it. Each cookie appears once; which order it gets is
     drawn from a hash of its text, so the task is the same on every machine.
     """
-    pairs = []
-    for text in (t for name in _WORD_ORDER_FILES for t in read_cookies(name, "fortunes")):
-        if len(text.split()) < 6:  # too short to tell shuffled from written
-            continue
-        seed = zlib.crc32(text.encode())
-        order = WORD_ORDERS[seed % len(WORD_ORDERS)]
-        pairs.append((reorder_words(text, order, seed), order))
-    return texts_from_pairs(pairs, WORD_ORDERS, min_chars=20)
+    cookies = (t for name in _WORD_ORDER_FILES for t in read_cookies(name, "fortunes"))
+    return texts_from_pairs(word_order_pairs(cookies), WORD_ORDERS, min_chars=20)

@@ -13,7 +13,7 @@ import re
 import unicodedata
 from collections.abc import Iterator
 
-from tadrop.zoo.datasets import LabelledData, texts_from_pairs
+from tadrop.zoo.datasets import WORD_ORDERS, LabelledData, texts_from_pairs, word_order_pairs
 from tadrop.zoo.sources import BBC_NEWS, KAOMOJI, TWEETS
 
 BBC_TOPICS = ("business", "entertainment", "politics", "sports", "tech")
@@ -86,6 +86,16 @@ def read_tweet_sentiment() -> LabelledData:
         if _confidence(row) >= MIN_TWEET_CONFIDENCE
     ]
     return texts_from_pairs(pairs, TWEET_SENTIMENTS, min_chars=10)
+
+
+def read_tweet_word_order() -> LabelledData:
+    """Tweets as written, with their words shuffled, or reversed (like fortune_word_order).
+
+    Only tweets tweet_sentiment does not read (agreement under MIN_TWEET_CONFIDENCE), so no
+    tweet is in both tasks.
+    """
+    tweets = (row["text"] for row in _tweet_rows() if not _confidence(row) >= MIN_TWEET_CONFIDENCE)
+    return texts_from_pairs(word_order_pairs(tweets), WORD_ORDERS, min_chars=20)
 
 
 def read_tweet_topics() -> LabelledData:

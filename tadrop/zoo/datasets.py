@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -63,6 +65,35 @@ def texts_from_pairs(
         labels=np.array([label for _, label in kept], dtype=np.int64),
         label_names=tuple(label_names),
     )
+
+
+WORD_ORDERS = ("original", "shuffled", "reversed")
+MIN_WORD_ORDER_WORDS = 6  # shorter texts are too easy to mistake for another order
+
+
+def reorder_words(text: str, order: str, seed: int) -> str:
+    """`text` with its words kept, shuffled (seeded) or reversed."""
+    words = text.split()
+    if order == "shuffled":
+        random.Random(seed).shuffle(words)
+    elif order == "reversed":
+        words.reverse()
+    return " ".join(words)
+
+
+def word_order_pairs(texts: Iterable[str]) -> list[tuple[str, str]]:
+    """(text in one of WORD_ORDERS, that order) for each text of at least 6 words.
+
+    Which order a text gets is drawn from a hash of it, so the task is the same everywhere.
+    """
+    pairs = []
+    for text in texts:
+        if len(text.split()) < MIN_WORD_ORDER_WORDS:
+            continue
+        seed = zlib.crc32(text.encode())
+        order = WORD_ORDERS[seed % len(WORD_ORDERS)]
+        pairs.append((reorder_words(text, order, seed), order))
+    return pairs
 
 
 def balanced_split(

@@ -70,8 +70,9 @@ def train_task(
         test_logits = probe(extract_features(backbone, module, test_encoded))
     base_accuracy = accuracy(test_logits.argmax(dim=1), test_encoded.labels)
 
+    settings = recipe.finetune_for(spec.name)
     head = copy.deepcopy(probe)  # LP-FT: the fine-tuned head starts at the probe
-    if recipe.finetune.head_init == "zero":
+    if settings.head_init == "zero":
         torch.nn.init.zeros_(head.weight)
         torch.nn.init.zeros_(head.bias)
 
@@ -79,7 +80,7 @@ def train_task(
         report(0.15 + 0.8 * step / total, f"fine-tuning step {step}/{total}, loss {loss:.3f}")
 
     losses = finetune(
-        backbone, module, head, train_encoded, recipe.finetune,
+        backbone, module, head, train_encoded, settings,
         seed=seed, on_step=on_step, checkpoint=checkpoint,
     )  # fmt: skip
     predictions = predict(backbone, module, head, test_encoded)

@@ -48,6 +48,9 @@ class FinetuneSettings:
     # gradual unfreezing (ULMFiT): the top layer trains from step 0, the lowest layer (and the
     # tensors of no layer, e.g. embeddings) from this fraction of the steps; 0 = all at once
     unfreeze_fraction: float = 0.0
+    # only the lowest this-many layers (and the tensors of no layer) unfreeze gradually, the
+    # layers above train from step 0; None = every layer (ULMFiT)
+    unfreeze_layers: int | None = None
 
     def __post_init__(self) -> None:
         if self.head_init not in HEAD_INITS:
@@ -177,20 +180,34 @@ def _backbone_groups(module: torch.nn.Module, settings: FinetuneSettings) -> lis
 
 
 def _unfreeze_steps(
-    module: torch.nn.Module, fraction: float, total: int
+    module: torch.nn.Module, fraction: float, total: int, layers: int | None = None
 ) -> list[tuple[torch.nn.Parameter, int]]:
-    """(parameter, first step it trains) for parameters that start frozen (gradual unfreezing)."""
+    """(parameter, first step it trains) for parameters that start frozen (gradual unfreezing).
+
+    The lowest of the `layers` gradually unfrozen layers (default: all) and the tensors of no
+    layer (embeddings) start at `fraction` of the steps; the top one (and those above) at 0.
+    """
     if fraction <= 0:
         return []
     named = [(p, parse_name(n).layer) for n, p in module.named_parameters()]
-    top = max((layer for _, layer in named if layer is not None), default=0)
+    count = 1 + max((layer for _, layer in named if layer is not None), default=0)
+    top = count - 1 if layers is None else min(layers, count)  # layers >= top train from 0
     starts = []
     for parameter, layer in named:
-        depth = 1.0 if layer is None or top == 0 else (top - layer) / top  # 0 top .. 1 lowest
+        depth = _depth(layer, top, layers)
         start = int(fraction * depth * total)
         if start > 0:
             starts.append((parameter, start))
     return starts
+
+
+def _depth(layer: int | None, top: int, layers: int | None) -> float:
+    """0 for layers that train from the start .. 1 for the lowest layer and no-layer tensors."""
+    if layer is None:
+        return 1.0
+    if top == 0:  # one layer: late under ULMFiT (layers=None), from the start for layers=0
+        return 0.0 if layers == 0 else 1.0
+    return max(0, top - layer) / top
 
 
 @dataclass(frozen=True)
@@ -278,7 +295,9 @@ def finetune(
         module.eval()  # gradients still flow; dropout and stochastic depth are off
     head.train()
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    starts = _unfreeze_steps(module, settings.unfreeze_fraction, len(batches))
+    starts = _unfreeze_steps(
+        module, settings.unfreeze_fraction, len(batches), settings.unfreeze_layers
+    )
     for indices in batches[len(losses) :]:
         logits = head(backbone.features(module, backbone.batch(train, indices)))
         loss = F.cross_entropy(logits, train.labels[indices])
