@@ -203,7 +203,9 @@ def test_usage_errors_exit_2(capsys) -> None:
 
 def test_dashboard_command_line(tmp_path: Path) -> None:
     command, environ = dashboard_command(8600, [str(tmp_path)])
-    assert command[1:4] == ["-m", "streamlit", "run"] and command[4].endswith("dashboard/app.py")
+    # serve.py imports what the pages need, then hands over to `streamlit run` (same arguments)
+    assert command[1].endswith("dashboard/serve.py") and command[2] == "run"
+    assert command[3].endswith("dashboard/app.py")
     assert ["--server.port", "8600"] == command[-2:] and "--server.headless" in command
     assert environ["TADROP_DATA_ROOT"] == str(tmp_path)
 
