@@ -50,8 +50,9 @@ def methods_for(t: torch.Tensor, out: torch.Tensor) -> dict:
         "tadrop": lambda: tadrop_keep_mask(t, out=out)[0],
         "trim": lambda: smallest_abs_keep_mask(t, n_drop, out=out),
     }
-    # the first method of a repeat ran ~1.4x slow right after the read passes (16M, fp32): a
-    # throw-away first entry keeps that off the routes compared
+    # a throw-away first entry after the read passes. Caveat: in this sequence "tadrop fused"
+    # at 16M timed 65 ms while an alternating A/B of the two numpy routes alone (hselect's
+    # notes, ab_fused.py) gave 34-40 ms fused vs 50-53 ms numpy: compare routes with care
     methods = {"(settle)": lambda: t.sum()}
     for op, fn in ops.items():
         methods[f"{op} fused"] = routed("sort", fn)
