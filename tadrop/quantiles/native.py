@@ -90,8 +90,8 @@ void radix_pass1(const input_t *a, const input_t *b, int64_t n, double shift, in
 }
 
 /* Pass 2: inside the wanted buckets (slot[bucket] < slots), a histogram of the next sub
-   bits: hist2[part][slot][bits 14..15-sub]. Unwanted buckets map to slot == slots (a spare
-   row). */
+   bits: hist2[part][slot][bits 14..15-sub]. Unwanted buckets map to slot == slots and are
+   skipped (the spare row stays zero): a predictable branch, cheaper than counting them. */
 void radix_pass2(const input_t *a, const input_t *b, int64_t n, int parts, const int32_t *slot,
                  int slots, int sub, uint32_t *hist2) {
     const int64_t width = (int64_t)1 << sub, rows = (slots + 1) * width;
