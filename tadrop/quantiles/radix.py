@@ -210,3 +210,33 @@ def _lowest_bits(entries: _Entries, parts, wanted, slot_of, sub, within_sub) -> 
         | low
     )
     return bits.view(np.float32)
+
+
+@dataclass
+class MagnitudeCut:
+    """What ``abs_keep_mask`` counted: float64 sums of x^2 over |x| > threshold and over all
+    entries, and how many entries lie below and at the threshold."""
+
+    sumsq_kept: float
+    sumsq_total: float
+    below: int
+    ties: int
+
+
+def abs_keep_mask(
+    flat: torch.Tensor, threshold: float, keep_flat: torch.Tensor, parts: int = 1
+) -> MagnitudeCut:
+    """keep_flat = |flat| > threshold in one pass, with the sums and the counts that place
+    the ties. ``flat``: a contiguous 1-d CPU float32 tensor without NaNs; ``keep_flat``: a
+    contiguous bool tensor of the same length. One part by default: the pass runs near
+    memory speed on one thread, and an OpenMP team's wake-up cost ~8 ms a call in a process
+    that has loaded numpy's OpenBLAS (hselect's notes)."""
+    sums = np.zeros((parts, 2), dtype=np.float64)
+    counts = np.zeros((parts, 2), dtype=np.int64)
+    native.load().abs_keep_mask(
+        flat.data_ptr(), None, flat.numel(), threshold, parts,
+        keep_flat.data_ptr(), sums.ctypes.data, counts.ctypes.data,
+    )  # fmt: skip
+    kept, total = (float(value) for value in sums.sum(axis=0))
+    below, ties = (int(value) for value in counts.sum(axis=0))
+    return MagnitudeCut(kept, total, below, ties)

@@ -1,5 +1,6 @@
 """Whole-tensor routes: numpy selection by single-rank partitions on the CPU (values only, in
-reused buffers), a stable torch sort elsewhere (CUDA)."""
+reused buffers; the |x| mask and its sums by one C pass where the kernel is built), a stable
+torch sort elsewhere (CUDA)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import bisect
 import numpy as np
 import torch
 
-from tadrop.quantiles import settings
+from tadrop.quantiles import native, radix, settings
 from tadrop.quantiles.buffers import SCRATCH
 from tadrop.quantiles.common import (
     exact_bounds,
@@ -50,14 +51,16 @@ def sum_of_squares(values: np.ndarray) -> float:
 
 
 def keep_ties_after_numpy(
-    magnitudes: np.ndarray, value: float, n_skip: int, keep: np.ndarray
+    magnitudes: np.ndarray, value: float, n_skip: int, keep: np.ndarray, use_abs: bool = False
 ) -> None:
-    """Set keep where magnitudes == value, except the first n_skip such entries (flat order).
-    Chunked counts instead of all tie positions: ties can be most of a tensor (zeros)."""
+    """Set keep where magnitudes == value, except the first n_skip such entries (flat order);
+    ``use_abs``: compare |magnitudes| (chunk by chunk). Chunked counts instead of all tie
+    positions: ties can be most of a tensor (zeros)."""
     chunk = settings.TIE_CHUNK
     seen = 0
     for start in range(0, len(magnitudes), chunk):
-        ties = magnitudes[start : start + chunk] == value
+        part = magnitudes[start : start + chunk]
+        ties = (np.abs(part) if use_abs else part) == value
         if seen < n_skip:
             count = int(np.count_nonzero(ties))
             if seen + count <= n_skip:
@@ -102,11 +105,16 @@ def drop_by_numpy_select(flat, use_abs, drop_count_range, q_levels, keep_flat, w
     ties at it are dropped lowest flat index first."""
     n = flat.numel()
     work = flat.to(work_dtype(flat.dtype)).numpy()
-    magnitudes = np.abs(work, out=SCRATCH.values(n, work.dtype, 0)) if use_abs else work
+    copy = SCRATCH.values(n, work.dtype, 1)
+    fused = use_abs and fused_mask_supports(work)
+    if fused:  # |x| straight into the copy; the mask pass reads the signed values
+        magnitudes = np.abs(work, out=copy)
+    else:
+        magnitudes = np.abs(work, out=SCRATCH.values(n, work.dtype, 0)) if use_abs else work
     if np.isnan(np.max(magnitudes)):  # numpy's max propagates NaN
         raise_for_nans(flat)
-    copy = SCRATCH.values(n, work.dtype, 1)
-    np.copyto(copy, magnitudes)
+    if not fused:
+        np.copyto(copy, magnitudes)
     selection = NumpySelection(copy)
     q_ranks = sorted({k for q in q_levels for k in interpolation_ranks([q], n)})
     found = {k: selection.value_at(k) for k in q_ranks}
@@ -118,6 +126,8 @@ def drop_by_numpy_select(flat, use_abs, drop_count_range, q_levels, keep_flat, w
         total = sum_of_squares(selection.values) if with_sums else 0.0
         return found, total, total
     threshold = selection.value_at(n_drop - 1)  # now values[:n_drop] are the n_drop smallest
+    if fused:
+        return (found, *cut_by_kernel(work, threshold, n_drop, keep))
     dropped, kept = selection.values[:n_drop], selection.values[n_drop:]
     sumsq_dropped = sum_of_squares(dropped) if with_sums else 0.0
     sumsq_kept = sum_of_squares(kept) if with_sums else 0.0
@@ -126,6 +136,28 @@ def drop_by_numpy_select(flat, use_abs, drop_count_range, q_levels, keep_flat, w
         ties_dropped = int(np.count_nonzero(dropped == threshold))
         keep_ties_after_numpy(magnitudes, threshold, ties_dropped, keep)
     return found, sumsq_dropped + sumsq_kept, sumsq_kept
+
+
+def fused_mask_supports(work: np.ndarray) -> bool:
+    """Whether ``cut_by_kernel`` can take these values (contiguous float32, C kernel built)."""
+    return work.dtype == np.float32 and work.flags.c_contiguous and native.load() is not None
+
+
+def cut_by_kernel(
+    values: np.ndarray, threshold: float, n_drop: int, keep: np.ndarray
+) -> tuple[float, float]:
+    """The mask that drops the n_drop smallest |values| (float32, no NaN; the n_drop-th
+    smallest is ``threshold``), with (sum of squares of all, of the kept) in float64: one C
+    pass (``radix.abs_keep_mask``) for the mask, both sums and the counts below and at the
+    threshold, replacing numpy's compare, two sums and tie count; ties at the threshold are
+    dropped lowest flat index first, as the numpy mask drops them."""
+    cut = radix.abs_keep_mask(torch.from_numpy(values), threshold, torch.from_numpy(keep))
+    ties_dropped = n_drop - cut.below
+    sumsq_kept = cut.sumsq_kept
+    if cut.ties > ties_dropped:  # some entries equal to the threshold stay
+        keep_ties_after_numpy(values, threshold, ties_dropped, keep, use_abs=True)
+        sumsq_kept += (cut.ties - ties_dropped) * threshold * threshold
+    return cut.sumsq_total, sumsq_kept
 
 
 def drop_by_full_sort(flat, use_abs, drop_count_range, q_levels, keep_flat):
