@@ -377,3 +377,14 @@ def test_without_a_c_compiler_task_vector_stats_build_tau_and_sort(monkeypatch, 
         stats = task_vector_stats(task, base)
     assert not radix.supports_pair(task, base)
     np.testing.assert_array_equal(stats["sketch"], sort_reference(task.float() - base.float()))
+
+
+def test_tensor_cut_reads_qa_qb_d_and_the_threshold_from_the_sketch() -> None:
+    from tadrop.stats import SKETCH_POINTS, tensor_cut
+
+    # |tau| uniform on the sketch grid 0, 0.001, ..., 1: Q_q = q exactly.
+    row = pd.DataFrame({"sketch": [np.linspace(0.0, 1.0, SKETCH_POINTS)]})
+    cut = tensor_cut(row, 0.5, 0.8, 1e-12)
+    assert cut.q_a == pytest.approx(0.5) and cut.q_b == pytest.approx(0.8)
+    assert cut.drop_rate == pytest.approx(0.625)  # 0.5 / (0.8 + 1e-12)
+    assert cut.threshold == pytest.approx(0.625)  # Q_d = d on this grid

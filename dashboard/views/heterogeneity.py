@@ -1,10 +1,12 @@
 """Heterogeneity (the paper's Fig. 3): how task-vector statistics vary over tasks, layers and
 module types, and one tensor's |τ| distribution with TADrop's quantiles marked."""
 
+from dataclasses import astuple
+
 import streamlit as st
 
 from dashboard import figures, state, widgets
-from tadrop.stats import drop_rates_from_sketch, quantiles_from_sketch
+from tadrop.stats import tensor_cut
 
 st.title("Heterogeneity of task vectors")
 source, family = widgets.require_family()
@@ -79,10 +81,7 @@ log_y = log_y_column.checkbox("log count axis", value=False, key="het_log_y")
 
 row = stats[(stats["task"] == task) & (stats["tensor"] == tensor)]
 sketch = state.sketches(source.key, state.device(), family)[row.index]  # (1, SKETCH_POINTS)
-drop_rate = float(drop_rates_from_sketch(row, a, b, eps, sketches=sketch).iloc[0])
-q_a = float(quantiles_from_sketch(row, a, sketch)[0])
-q_b = float(quantiles_from_sketch(row, b, sketch)[0])
-threshold = float(quantiles_from_sketch(row, drop_rate, sketch)[0])
+q_a, q_b, drop_rate, threshold = astuple(tensor_cut(row, a, b, eps, sketch))
 histogram = widgets.call_or_error(
     lambda: state.magnitude_histogram(source.key, task, tensor, log_x, state.device(), family),
     what=f"Reading {tensor}",

@@ -1,9 +1,11 @@
 """Learn: task vectors, TADrop's formula and what each page shows, with this family's numbers."""
 
+from dataclasses import astuple
+
 import streamlit as st
 
 from dashboard import figures, state, widgets
-from tadrop.stats import drop_rates_from_sketch, overall_sparsity, quantiles_from_sketch
+from tadrop.stats import overall_sparsity, tensor_cut
 
 st.title("Learn: task vectors and TADrop")
 source, family = widgets.require_family()
@@ -77,8 +79,7 @@ tensor = tensor_column.selectbox(
 log_x = log_column.checkbox("log |τ| axis", value=False, key="learn_log_x")
 row = stats[(stats["task"] == task) & (stats["tensor"] == tensor)]
 sketch = state.sketches(source.key, state.device(), family)[row.index]  # (1, SKETCH_POINTS)
-drop_rate = float(drop_rates_from_sketch(row, a, b, eps, sketches=sketch).iloc[0])
-q_a, q_b, cut = (float(quantiles_from_sketch(row, q, sketch)[0]) for q in (a, b, drop_rate))
+q_a, q_b, drop_rate, cut = astuple(tensor_cut(row, a, b, eps, sketch))
 histogram = widgets.call_or_error(
     lambda: state.magnitude_histogram(source.key, task, tensor, log_x, state.device(), family),
     what=f"Reading {tensor}",

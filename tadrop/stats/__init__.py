@@ -20,12 +20,14 @@ from tadrop.stats.row import (
 )
 from tadrop.stats.table import (
     COLUMNS,
+    TensorCut,
     abs_histogram,
     compute_stats,
     drop_rates_from_sketch,
     overall_sparsity,
     quantiles_from_sketch,
     sketch_matrix,
+    tensor_cut,
 )
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "SKETCH_GRID",
     "SKETCH_POINTS",
     "SparsityFacts",
+    "TensorCut",
     "ZERO_HEAVY_FRACTION",
     "abs_histogram",
     "compute_stats",
@@ -48,5 +51,6 @@ __all__ = [
     "sorted_magnitudes",
     "sparsity_facts",
     "tensor_contributions",
+    "tensor_cut",
     "tensor_stats",
 ]

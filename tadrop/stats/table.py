@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -181,6 +182,29 @@ def drop_rates_from_sketch(
     q_a = quantiles_from_sketch(table, a, sketches)
     q_b = quantiles_from_sketch(table, b, sketches)
     return pd.Series(drop_rate_of(q_a, q_b, eps), index=table.index, name="drop_rate")
+
+
+@dataclass(frozen=True)
+class TensorCut:
+    """TADrop on one tensor, from its sketch: Q_a, Q_b, the drop rate d and the |tau| below
+    which entries are dropped (Q_d)."""
+
+    q_a: float
+    q_b: float
+    drop_rate: float
+    threshold: float
+
+
+def tensor_cut(
+    row: pd.DataFrame, a: float, b: float, eps: float, sketch: np.ndarray | None = None
+) -> TensorCut:
+    """``TensorCut`` of a one-row statistics table (``sketch``: its (1, SKETCH_POINTS) row)."""
+    sketch = sketch_matrix(row) if sketch is None else sketch
+    drop_rate = float(drop_rates_from_sketch(row, a, b, eps, sketches=sketch).iloc[0])
+    q_a, q_b, threshold = (
+        float(quantiles_from_sketch(row, q, sketch)[0]) for q in (a, b, drop_rate)
+    )
+    return TensorCut(q_a, q_b, drop_rate, threshold)
 
 
 def overall_sparsity(table: pd.DataFrame, drop_rates: pd.Series) -> pd.Series:
