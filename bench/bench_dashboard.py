@@ -188,6 +188,25 @@ def open_until_figure(browser, url: str, timeout_s: float) -> float:
         context.close()
 
 
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update"]  # fmt: skip
+
+
+def add_chromium_argument(parser: argparse.ArgumentParser) -> None:
+    """``--chromium``: Debian's binary when installed, else playwright's own."""
+    parser.add_argument(
+        "--chromium",
+        default="/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else "",
+        help="Chromium binary (default: playwright's own)",
+    )
+
+
+def launch_chromium(playwright, chromium: str):
+    """A headless Chromium with the flags this machine needs."""
+    launch = {"executable_path": chromium} if chromium else {}
+    return playwright.chromium.launch(headless=True, args=CHROMIUM_ARGS, **launch)
+
+
 def time_first_figure(home: Path, chromium: str, timeout_s: float = 600) -> dict[str, float]:
     """Server start-up, then cold and warm first-figure times on the Sparsity landscape page."""
     from playwright.sync_api import sync_playwright
@@ -204,8 +223,7 @@ def time_first_figure(home: Path, chromium: str, timeout_s: float = 600) -> dict
         wait_healthy(port, 120)
         server_s = time.perf_counter() - started
         with sync_playwright() as playwright:
-            launch = {"executable_path": chromium} if chromium else {}
-            browser = playwright.chromium.launch(headless=True, **launch)
+            browser = launch_chromium(playwright, chromium)
             url = f"http://127.0.0.1:{port}/landscape"
             cold = open_until_figure(browser, url, timeout_s)
             warm = open_until_figure(browser, url, timeout_s)
@@ -243,11 +261,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--build-demo", action="store_true", help="build the quick text zoo first if absent"
     )
     parser.add_argument("--no-browser", action="store_true", help="skip the time to first figure")
-    parser.add_argument(
-        "--chromium",
-        default="/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else "",
-        help="Chromium binary (default: playwright's own)",
-    )
+    add_chromium_argument(parser)
     parser.add_argument("--repeats", type=int, default=20, help="(a, b) pairs timed per table")
     parser.add_argument("--out", default=str(BENCH_DIR / "out"), help="folder for the CSVs")
     return parser.parse_args(argv)

@@ -32,11 +32,15 @@ sys.path[:0] = [str(BENCH_DIR), str(REPO_ROOT)]
 
 import pandas as pd  # noqa: E402
 from background_load import condition, parse_conditions  # noqa: E402
-from bench_dashboard import free_port, open_until_figure, wait_healthy  # noqa: E402
+from bench_dashboard import (  # noqa: E402
+    add_chromium_argument,
+    free_port,
+    launch_chromium,
+    open_until_figure,
+    wait_healthy,
+)
 from processes import machine_line, warm_page_cache  # noqa: E402
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update"]  # fmt: skip
 OVERHEAD_TARGET_S = 5.0
 
 
@@ -71,8 +75,7 @@ def serve_and_open(family_dir: Path, chromium: str, timeout_s: float) -> dict[st
             wait_healthy(port, 120)
             server_s = time.perf_counter() - started
             with sync_playwright() as playwright:
-                launch = {"executable_path": chromium} if chromium else {}
-                browser = playwright.chromium.launch(headless=True, args=CHROMIUM_ARGS, **launch)
+                browser = launch_chromium(playwright, chromium)
                 url = f"http://127.0.0.1:{port}/landscape"
                 first = open_until_figure(browser, url, timeout_s)
                 reopen = open_until_figure(browser, url, timeout_s)
@@ -100,11 +103,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--family", required=True, help="folder with base/ and task folders")
     parser.add_argument("--load", default="idle,loaded", help="idle, loaded or both")
     parser.add_argument("--load-kind", choices=("spin", "memory"), default="spin")
-    parser.add_argument(
-        "--chromium",
-        default="/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else "",
-        help="Chromium binary (default: playwright's own)",
-    )
+    add_chromium_argument(parser)
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per page load")
     parser.add_argument("--out", default=str(BENCH_DIR / "out"), help="folder for the CSV")
     return parser.parse_args(argv)
