@@ -26,6 +26,15 @@ if TYPE_CHECKING:
     from tadrop.task_vectors import ModelFamily
 
 
+def add_base(base: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """theta_pre + delta, written into the method's fresh ``delta`` when the dtypes allow: the
+    base of a safetensors input is a private memory map of the file, and writing into it makes
+    the kernel copy every page it touches (a third of a TIES merge's system time)."""
+    if delta.dtype == torch.result_type(base, delta) and delta.shape == base.shape:
+        return delta.add_(base)
+    return base + delta
+
+
 def merge_to_folder(
     family: ModelFamily,
     method: MergeMethod,
@@ -60,7 +69,7 @@ def merge_to_folder(
             family, method, result, device=device, progress=progress, cancel=cancel
         ):
             target = dtype or family.base.dtype(tensor.name)
-            yield tensor.name, tensor.base.add_(delta).to("cpu", target)
+            yield tensor.name, add_base(tensor.base, delta).to("cpu", target)
         merged = set(family.tensor_names)
         for name in family.base.keys():
             if name not in merged:

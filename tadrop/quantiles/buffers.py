@@ -13,7 +13,7 @@ _TORCH_OF = {np.dtype(np.float32).str: torch.float32, np.dtype(np.float64).str: 
 
 
 class ScratchBuffers(threading.local):
-    """One thread's buffers: a uint8 byte mask for the counting pass and two value copies
+    """One thread's buffers: a uint8 byte mask for the counting pass and up to three value copies
     for the numpy route. They grow to the largest tensor seen; ``release`` frees them."""
 
     def __init__(self) -> None:
@@ -27,9 +27,9 @@ class ScratchBuffers(threading.local):
         return self.byte_mask[:numel]
 
     def values(self, numel: int, dtype: np.dtype, slot: int) -> np.ndarray:
-        """Reused numpy buffers (slots 0 and 1) for the numpy route: numpy's fresh
+        """Reused numpy buffers (slots 0-2) for the numpy route: numpy's fresh
         allocations fault in every page (~1.5 ms for 6 MB here, as long as the work itself).
-        Only up to SORT_MAX_NUMEL entries are kept (at most 2 x 16 MB a thread)."""
+        Only up to SORT_MAX_NUMEL entries are kept (at most 3 x 16 MB a thread)."""
         if numel > settings.SORT_MAX_NUMEL:
             return np.empty(numel, dtype=dtype)
         key = (slot, np.dtype(dtype).str)

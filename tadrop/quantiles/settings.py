@@ -17,6 +17,10 @@ SORT_WITHOUT_COMPILER_MAX_NUMEL = 1 << 27  # no compiler: the numpy route beats 
 FUSED_MIN_NUMEL = 1 << 18  # at or above (on CPU): the torch.compile'd pass
 FUSED_ROW = 1 << 15  # row length of the compiled pass (per-row int32 counts)
 EAGER_CHUNK = 1 << 22  # chunk length of the eager pass
+# At or above this share of exact zeros among the magnitudes, the numpy route selects among the
+# nonzero entries only: numpy's partition falls back to a full sort when one value fills most of
+# a segment (2.4M entries: 1.5 ms, 37 ms with 95% zeros, 46 ms for a bf16 task vector with 60%).
+ZERO_SHARE_TO_COMPACT = 1 / 16
 TIE_CHUNK = 1 << 20  # chunk length when the numpy route keeps ties in flat order
 SLOTS = 3  # brackets per pass: two quantiles and the drop threshold
 
