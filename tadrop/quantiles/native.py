@@ -150,6 +150,34 @@ void bf16_histogram(const uint16_t *u, int64_t n, int parts, uint32_t *hist) {
         if (i < hi) h[u[i]]++;
     }
 }
+/* Magnitudes bucketed by bit pattern, for one threshold over many tensors
+   (tadrop.sparsify.global_scope): with bucket < 0 the top 16 bits of |x| (hist[part][bits >>
+   15], 65536 bins); otherwise the low 15 bits of the entries inside that bucket
+   (hist[part][bits & 0x7fff], 32768 bins) and the count of entries in lower buckets
+   (below[part]). One part runs without an OpenMP team. */
+void abs_histogram(const input_t *a, const input_t *b, int64_t n, int64_t bucket, int parts,
+                   uint32_t *hist, int64_t *below) {
+    const int64_t bins = bucket < 0 ? 65536 : 32768;
+    #pragma omp parallel for schedule(static, 1) if (parts > 1)
+    for (int p = 0; p < parts; p++) {
+        uint32_t *h = hist + (int64_t)p * bins;
+        memset(h, 0, sizeof(uint32_t) * bins);
+        int64_t lower = 0;
+        const int64_t lo = PART_LO(n, p, parts), hi = PART_LO(n, p + 1, parts);
+        if (bucket < 0) {
+            for (int64_t i = lo; i < hi; i++) h[abs_bits(a, b, i) >> 15]++;
+        } else {
+            const uint32_t wanted = (uint32_t)bucket;
+            for (int64_t i = lo; i < hi; i++) {
+                const uint32_t bits = abs_bits(a, b, i), top = bits >> 15;
+                lower += top < wanted;
+                if (top == wanted) h[bits & 0x7fffu]++;
+            }
+        }
+        below[p] = lower;
+    }
+}
+
 /* The keep mask of a magnitude cut: keep[i] = |x| > threshold (compared as bit patterns, so
    no NaN may be left); float64 sums of x^2 over the kept entries and over all entries
    (sums[2 part], sums[2 part + 1]); counts of |x| < threshold and |x| == threshold
@@ -234,9 +262,10 @@ def _bind(library: ctypes.CDLL) -> ctypes.CDLL:
     library.radix_pass3.argtypes = [p, p, i64, i32, p, i32, p, p, i32, p]
     library.bf16_histogram.argtypes = [p, i64, i32, p]
     library.abs_keep_mask.argtypes = [p, p, i64, ctypes.c_float, i32, p, p, p]
+    library.abs_histogram.argtypes = [p, p, i64, i64, i32, p, p]
     functions = (
         library.radix_pass1, library.radix_pass2, library.radix_pass3,
-        library.bf16_histogram, library.abs_keep_mask,
+        library.bf16_histogram, library.abs_keep_mask, library.abs_histogram,
     )  # fmt: skip
     for function in functions:
         function.restype = None

@@ -240,3 +240,29 @@ def abs_keep_mask(
     kept, total = (float(value) for value in sums.sum(axis=0))
     below, ties = (int(value) for value in counts.sum(axis=0))
     return MagnitudeCut(kept, total, below, ties)
+
+
+TOP_BUCKETS, LOW_BINS = 1 << 16, 1 << 15  # |x| bits >> 15, and the 15 bits below
+# From this many entries abs_histogram splits the count over torch's threads (2 threads: 0.65
+# instead of 1.3 ms at 2.4M entries, 0.08 instead of 0.15 ms at 256K, load 3.6 from others).
+TEAM_MIN_NUMEL = 1 << 20
+
+
+def abs_histogram(
+    task: torch.Tensor, base: torch.Tensor, bucket: int | None = None
+) -> tuple[np.ndarray, int]:
+    """Histogram of tau = task - base (float32, as ``iter_task_vectors`` computes it) by the
+    bit pattern of |tau|, read from the two tensors (see ``supports_pair``; both contiguous):
+    with ``bucket`` None, (counts of the top 16 bits (``TOP_BUCKETS``), 0); otherwise (counts
+    of the low 15 bits of the entries inside that bucket (``LOW_BINS``), entries in lower
+    buckets). Tensors under ``TEAM_MIN_NUMEL`` entries are counted by one thread."""
+    library = native.load(_PAIR_INPUTS[task.dtype])
+    bins = TOP_BUCKETS if bucket is None else LOW_BINS
+    parts = _parts() if task.numel() >= TEAM_MIN_NUMEL else 1
+    hist = np.empty((parts, bins), dtype=np.uint32)
+    below = np.zeros(parts, dtype=np.int64)
+    library.abs_histogram(
+        task.data_ptr(), base.data_ptr(), task.numel(), -1 if bucket is None else bucket, parts,
+        hist.ctypes.data, below.ctypes.data,
+    )  # fmt: skip
+    return hist.sum(axis=0, dtype=np.int64), int(below.sum())
