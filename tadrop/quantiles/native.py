@@ -150,6 +150,18 @@ void bf16_histogram(const uint16_t *u, int64_t n, int parts, uint32_t *hist) {
         if (i < hi) h[u[i]]++;
     }
 }
+/* The nonzero entries of x (float32; -0.0 is a zero) copied in order to out, which holds at
+   least (nonzero entries + 1) floats: every entry is stored and the position advances past
+   the nonzero ones only (no branch). Returns how many were kept. */
+int64_t compact_nonzero(const float *restrict x, int64_t n, float *restrict out) {
+    int64_t kept = 0;
+    for (int64_t i = 0; i < n; i++) {
+        out[kept] = x[i];
+        kept += (float_bits(x[i]) & 0x7fffffffu) != 0;
+    }
+    return kept;
+}
+
 /* Magnitudes bucketed by bit pattern, for one threshold over many tensors
    (tadrop.sparsify.global_scope): with bucket < 0 the top 16 bits of |x| (hist[part][bits >>
    15], 65536 bins); otherwise the low 15 bits of the entries inside that bucket
@@ -263,6 +275,8 @@ def _bind(library: ctypes.CDLL) -> ctypes.CDLL:
     library.bf16_histogram.argtypes = [p, i64, i32, p]
     library.abs_keep_mask.argtypes = [p, p, i64, ctypes.c_float, i32, p, p, p]
     library.abs_histogram.argtypes = [p, p, i64, i64, i32, p, p]
+    library.compact_nonzero.argtypes = [p, i64, p]
+    library.compact_nonzero.restype = i64
     functions = (
         library.radix_pass1, library.radix_pass2, library.radix_pass3,
         library.bf16_histogram, library.abs_keep_mask, library.abs_histogram,

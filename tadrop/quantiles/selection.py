@@ -158,8 +158,11 @@ def selection_of(copy: np.ndarray, nonnegative: bool, spare_slot: int) -> NumpyS
     zeros = len(copy) - nonzero
     if zeros < settings.ZERO_SHARE_TO_COMPACT * len(copy):
         return NumpySelection(copy)
-    compact = SCRATCH.values(nonzero, copy.dtype, spare_slot)
-    np.compress(copy != 0, copy, out=compact)
+    compact = SCRATCH.values(nonzero + 1, copy.dtype, spare_slot)[:nonzero]
+    if copy.dtype == np.float32 and native.load() is not None:  # ~memory speed, in order
+        native.load().compact_nonzero(copy.ctypes.data, len(copy), compact.ctypes.data)
+    else:  # numpy's compress builds the nonzero indices first (2-3x slower)
+        np.compress(copy != 0, copy, out=compact)
     return NumpySelection(compact, zeros)
 
 
