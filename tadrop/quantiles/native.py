@@ -134,6 +134,26 @@ void radix_pass3(const input_t *a, const input_t *b, int64_t n, int parts, const
     }
 }
 
+/* Pass 3 when the flagged sub-buckets hold few entries: those entries, as |x|, copied to
+   out + start[part] (pass 2 counted how many each part holds), to be sorted by the caller:
+   no 2^(15 - sub)-bin histogram to clear and reduce per rank. */
+void radix_collect(const input_t *a, const input_t *b, int64_t n, int parts, const int32_t *slot,
+                   int sub, const uint8_t *flags, const int64_t *start, float *out) {
+    const int64_t width = (int64_t)1 << sub;
+    const int shift = 15 - sub;
+    #pragma omp parallel for schedule(static, 1) if (parts > 1)
+    for (int p = 0; p < parts; p++) {
+        float *o = out + start[p];
+        int64_t k = 0;
+        const int64_t lo = PART_LO(n, p, parts), hi = PART_LO(n, p + 1, parts);
+        for (int64_t i = lo; i < hi; i++) {
+            const uint32_t bits = abs_bits(a, b, i);
+            const int64_t at = slot[bits >> 15] * width + ((bits >> shift) & (width - 1));
+            if ((flags[at >> 3] >> (at & 7)) & 1) o[k++] = bits_to_float(bits);
+        }
+    }
+}
+
 /* One bf16 tensor: a histogram of all 16 bits, sign included (hist[part][copy][65536]):
    each bin is one value, so the moments come from the histogram and the loop only counts. */
 void bf16_histogram(const uint16_t *u, int64_t n, int parts, uint32_t *hist) {
@@ -275,11 +295,13 @@ def _bind(library: ctypes.CDLL) -> ctypes.CDLL:
     library.bf16_histogram.argtypes = [p, i64, i32, p]
     library.abs_keep_mask.argtypes = [p, p, i64, ctypes.c_float, i32, p, p, p]
     library.abs_histogram.argtypes = [p, p, i64, i64, i32, p, p]
+    library.radix_collect.argtypes = [p, p, i64, i32, p, i32, p, p, p]
     library.compact_nonzero.argtypes = [p, i64, p]
     library.compact_nonzero.restype = i64
     functions = (
         library.radix_pass1, library.radix_pass2, library.radix_pass3,
         library.bf16_histogram, library.abs_keep_mask, library.abs_histogram,
+        library.radix_collect,
     )  # fmt: skip
     for function in functions:
         function.restype = None

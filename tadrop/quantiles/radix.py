@@ -28,6 +28,10 @@ _COPIES = 2  # histograms per part in pass 1 (COPIES in the C source)
 # histogram (up to ~1000 buckets x 64 x 4 bytes a thread) stays in L2, and pass 3 collects
 # the sub-buckets of ~1000 ranks: about 1% of the entries.
 SUB_BITS = 6
+# At or below this many entries in the sub-buckets holding a rank, pass 3 collects and sorts
+# them instead of counting their low bits (the 2^9-bin histograms per rank cost ~15 ms to
+# clear and reduce, whatever the tensor's size).
+COLLECT_MAX = 1 << 18
 
 
 @dataclass
@@ -181,7 +185,36 @@ def _refine(entries: _Entries, parts, cumulative, buckets, within) -> np.ndarray
     position = slot_start[slot_of[buckets]] + within  # among entries of wanted buckets
     sub = np.searchsorted(running, position, side="right")  # flat sub-bucket of each rank
     within_sub = position - np.where(sub > 0, running[sub - 1], 0)
+    flagged = np.unique(sub)  # ascending
+    per_part = per_part.reshape(parts, -1)[:, flagged].sum(axis=1)  # flagged entries a part
+    if per_part.sum() <= COLLECT_MAX:
+        sizes = counts[flagged]
+        return _collected(entries, parts, slot_of, flagged, sizes, per_part, sub, within_sub)
     return _lowest_bits(entries, parts, wanted, slot_of, sub, within_sub)
+
+
+def _flag_bits(slots: int, flagged: np.ndarray) -> np.ndarray:
+    """The bitmap of the flagged flat sub-buckets (slot * width + sub-bucket) over the
+    ``slots`` wanted buckets and the spare row of unwanted ones."""
+    is_flagged = np.zeros((slots + 1) << SUB_BITS, dtype=bool)
+    is_flagged[flagged] = True
+    return np.packbits(is_flagged, bitorder="little")
+
+
+def _collected(entries, parts, slot_of, flagged, flagged_counts, per_part, sub, within_sub):
+    """Pass 3 by collecting: the entries of the flagged sub-buckets (``flagged_counts`` of
+    each, ``per_part`` in each part), sorted; a rank is number ``within_sub`` of its
+    sub-bucket, after the entries of the flagged sub-buckets below it."""
+    start = np.concatenate([[0], np.cumsum(per_part)[:-1]]).astype(np.int64)
+    collected = np.empty(int(per_part.sum()), dtype=np.float32)
+    flag_bits = _flag_bits(int(slot_of.max()), flagged)  # unwanted buckets: slot == slots
+    entries.library.radix_collect(
+        entries.a, entries.b, entries.n, parts, slot_of.ctypes.data, SUB_BITS,
+        flag_bits.ctypes.data, start.ctypes.data, collected.ctypes.data,
+    )  # fmt: skip
+    collected.sort()
+    before = np.cumsum(flagged_counts) - flagged_counts  # entries of lower flagged sub-buckets
+    return collected[before[np.searchsorted(flagged, sub)] + within_sub]
 
 
 def _lowest_bits(entries: _Entries, parts, wanted, slot_of, sub, within_sub) -> np.ndarray:
@@ -193,9 +226,7 @@ def _lowest_bits(entries: _Entries, parts, wanted, slot_of, sub, within_sub) -> 
     rows = len(flagged)
     row_of = np.zeros((len(wanted) + 1) * width, dtype=np.int16)
     row_of[flagged] = np.arange(rows, dtype=np.int16)
-    is_flagged = np.zeros(len(row_of), dtype=bool)
-    is_flagged[flagged] = True
-    flag_bits = np.packbits(is_flagged, bitorder="little")
+    flag_bits = _flag_bits(len(wanted), flagged)
     hist3 = np.empty((parts, rows, 1 << low_bits), dtype=np.uint32)
     entries.library.radix_pass3(
         entries.a, entries.b, entries.n, parts, slot_of.ctypes.data, SUB_BITS,
