@@ -355,9 +355,9 @@ def test_ranks_among_exact_zeros_are_not_collected(monkeypatch):
     refined = []
     original = radix._refine
 
-    def spy(entries, parts, cumulative, buckets, within):
+    def spy(entries, parts, per_part, cumulative, buckets, within):
         refined.append(len(buckets))
-        return original(entries, parts, cumulative, buckets, within)
+        return original(entries, parts, per_part, cumulative, buckets, within)
 
     monkeypatch.setattr(radix, "_refine", spy)
     stats = tensor_stats(tau)

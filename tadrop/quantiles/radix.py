@@ -28,10 +28,11 @@ _COPIES = 2  # histograms per part in pass 1 (COPIES in the C source)
 # histogram (up to ~1000 buckets x 64 x 4 bytes a thread) stays in L2, and pass 3 collects
 # the sub-buckets of ~1000 ranks: about 1% of the entries.
 SUB_BITS = 6
-# At or below this many entries in the sub-buckets holding a rank, pass 3 collects and sorts
-# them instead of counting their low bits (the 2^9-bin histograms per rank cost ~15 ms to
-# clear and reduce, whatever the tensor's size).
-COLLECT_MAX = 1 << 18
+# At or below this many entries in the buckets (after pass 1) or sub-buckets (after pass 2)
+# holding a rank, they are collected and sorted (~3 ms for 1M) instead of refined by counting:
+# pass 2 alone cost ~7 ms on a 1M-entry tensor, and pass 3's 512-bin histograms per rank ~15 ms
+# to clear and reduce, whatever the tensor's size.
+COLLECT_MAX = 1 << 20
 
 
 @dataclass
@@ -156,65 +157,84 @@ def _three_passes(entries: _Entries, ranks, parts, shift):
     values = np.zeros(len(ranks), dtype=np.float32)
     nonzero = ranks >= power.zeros
     if nonzero.any():
-        cumulative = np.cumsum(hist.sum(axis=(0, 1), dtype=np.int64))  # entries in buckets <= b
+        per_part = hist.sum(axis=1, dtype=np.int64)  # (parts, buckets)
+        cumulative = np.cumsum(per_part.sum(axis=0))  # entries in buckets <= b
         buckets = np.searchsorted(cumulative, ranks[nonzero], side="right")
         within = ranks[nonzero] - np.where(buckets > 0, cumulative[buckets - 1], 0)
-        values[nonzero] = _refine(entries, parts, cumulative, buckets, within)
+        values[nonzero] = _refine(entries, parts, per_part, cumulative, buckets, within)
     return values, power
 
 
-def _refine(entries: _Entries, parts, cumulative, buckets, within) -> np.ndarray:
-    """Passes 2 and 3 for fp32: the value of rank number ``within`` (0-based) of each
-    ``buckets`` entry, from the sub-bucket histogram, then the low bits' (``_lowest_bits``)."""
+def _refine(entries: _Entries, parts, per_part, cumulative, buckets, within) -> np.ndarray:
+    """The value of rank number ``within`` (0-based) of each ``buckets`` entry: when the
+    buckets holding a rank hold at most COLLECT_MAX entries, by collecting and sorting them;
+    otherwise pass 2 (a histogram of the next SUB_BITS bits inside them), then pass 3 inside
+    the sub-buckets holding a rank (collected, or counted: ``_lowest_bits``).
+    ``per_part``: pass 1's (parts, 65536) bucket counts."""
     wanted = np.unique(buckets)  # ascending: slot order is value order
     slots = len(wanted)
     slot_of = np.full(65536, slots, dtype=np.int32)
     slot_of[wanted] = np.arange(slots, dtype=np.int32)
-    sub_bits = SUB_BITS
-    width = 1 << sub_bits
-    hist2 = np.empty((parts, slots + 1, width), dtype=np.uint32)
-    entries.library.radix_pass2(
-        entries.a, entries.b, entries.n, parts, slot_of.ctypes.data, slots, sub_bits,
-        hist2.ctypes.data,
-    )  # fmt: skip
-    per_part = hist2[:, :slots].astype(np.int64)  # (parts, slots, width)
-    counts = per_part.sum(axis=0).reshape(-1)  # flat sub-bucket index = slot * width + sub
-    running = np.cumsum(counts)
     bucket_sizes = np.diff(cumulative, prepend=0)[wanted]
     slot_start = np.cumsum(bucket_sizes) - bucket_sizes  # entries of earlier wanted buckets
+    if bucket_sizes.sum() <= COLLECT_MAX:  # every entry of the wanted buckets, in slot order
+        flagged = Flagged(slots, 0, np.arange(slots), bucket_sizes, per_part[:, wanted].sum(1))
+        return _collected(entries, parts, slot_of, flagged, slot_of[buckets], within)
+    width = 1 << SUB_BITS
+    hist2 = np.empty((parts, slots + 1, width), dtype=np.uint32)
+    entries.library.radix_pass2(
+        entries.a, entries.b, entries.n, parts, slot_of.ctypes.data, slots, SUB_BITS,
+        hist2.ctypes.data,
+    )  # fmt: skip
+    per_part2 = hist2[:, :slots].astype(np.int64).reshape(parts, -1)  # flat slot*width+sub
+    counts = per_part2.sum(axis=0)
+    running = np.cumsum(counts)
     position = slot_start[slot_of[buckets]] + within  # among entries of wanted buckets
     sub = np.searchsorted(running, position, side="right")  # flat sub-bucket of each rank
     within_sub = position - np.where(sub > 0, running[sub - 1], 0)
-    flagged = np.unique(sub)  # ascending
-    per_part = per_part.reshape(parts, -1)[:, flagged].sum(axis=1)  # flagged entries a part
-    if per_part.sum() <= COLLECT_MAX:
-        sizes = counts[flagged]
-        return _collected(entries, parts, slot_of, flagged, sizes, per_part, sub, within_sub)
+    ids = np.unique(sub)  # ascending
+    flagged = Flagged(slots, SUB_BITS, ids, counts[ids], per_part2[:, ids].sum(axis=1))
+    if flagged.per_part.sum() <= COLLECT_MAX:
+        return _collected(entries, parts, slot_of, flagged, sub, within_sub)
     return _lowest_bits(entries, parts, wanted, slot_of, sub, within_sub)
 
 
-def _flag_bits(slots: int, flagged: np.ndarray) -> np.ndarray:
-    """The bitmap of the flagged flat sub-buckets (slot * width + sub-bucket) over the
-    ``slots`` wanted buckets and the spare row of unwanted ones."""
-    is_flagged = np.zeros((slots + 1) << SUB_BITS, dtype=bool)
-    is_flagged[flagged] = True
+@dataclass
+class Flagged:
+    """Groups of entries a pass collects: ids (slot << sub_bits | sub-bucket, ascending), how
+    many entries each holds and how many each part holds in all."""
+
+    slots: int
+    sub_bits: int
+    ids: np.ndarray
+    sizes: np.ndarray
+    per_part: np.ndarray
+
+    def bitmap(self) -> np.ndarray:
+        return _bitmap(self.slots, self.sub_bits, self.ids)
+
+
+def _bitmap(slots: int, sub_bits: int, ids: np.ndarray) -> np.ndarray:
+    """Flagged ids (slot << sub_bits | sub-bucket) as the passes' bitmap over the slots and
+    the spare row of unwanted buckets."""
+    is_flagged = np.zeros((slots + 1) << sub_bits, dtype=bool)
+    is_flagged[ids] = True
     return np.packbits(is_flagged, bitorder="little")
 
 
-def _collected(entries, parts, slot_of, flagged, flagged_counts, per_part, sub, within_sub):
-    """Pass 3 by collecting: the entries of the flagged sub-buckets (``flagged_counts`` of
-    each, ``per_part`` in each part), sorted; a rank is number ``within_sub`` of its
-    sub-bucket, after the entries of the flagged sub-buckets below it."""
-    start = np.concatenate([[0], np.cumsum(per_part)[:-1]]).astype(np.int64)
-    collected = np.empty(int(per_part.sum()), dtype=np.float32)
-    flag_bits = _flag_bits(int(slot_of.max()), flagged)  # unwanted buckets: slot == slots
+def _collected(entries, parts, slot_of, flagged: Flagged, id_of_rank, within) -> np.ndarray:
+    """The entries of the flagged groups, collected (into each part's own range) and sorted;
+    a rank is number ``within`` of its group ``id_of_rank``, after the lower flagged groups'."""
+    start = np.concatenate([[0], np.cumsum(flagged.per_part)[:-1]]).astype(np.int64)
+    collected = np.empty(int(flagged.per_part.sum()), dtype=np.float32)
+    flag_bits = flagged.bitmap()
     entries.library.radix_collect(
-        entries.a, entries.b, entries.n, parts, slot_of.ctypes.data, SUB_BITS,
+        entries.a, entries.b, entries.n, parts, slot_of.ctypes.data, flagged.sub_bits,
         flag_bits.ctypes.data, start.ctypes.data, collected.ctypes.data,
     )  # fmt: skip
     collected.sort()
-    before = np.cumsum(flagged_counts) - flagged_counts  # entries of lower flagged sub-buckets
-    return collected[before[np.searchsorted(flagged, sub)] + within_sub]
+    before = np.cumsum(flagged.sizes) - flagged.sizes  # entries of lower flagged groups
+    return collected[before[np.searchsorted(flagged.ids, id_of_rank)] + within]
 
 
 def _lowest_bits(entries: _Entries, parts, wanted, slot_of, sub, within_sub) -> np.ndarray:
@@ -226,7 +246,7 @@ def _lowest_bits(entries: _Entries, parts, wanted, slot_of, sub, within_sub) -> 
     rows = len(flagged)
     row_of = np.zeros((len(wanted) + 1) * width, dtype=np.int16)
     row_of[flagged] = np.arange(rows, dtype=np.int16)
-    flag_bits = _flag_bits(len(wanted), flagged)
+    flag_bits = _bitmap(len(wanted), SUB_BITS, flagged)
     hist3 = np.empty((parts, rows, 1 << low_bits), dtype=np.uint32)
     entries.library.radix_pass3(
         entries.a, entries.b, entries.n, parts, slot_of.ctypes.data, SUB_BITS,
