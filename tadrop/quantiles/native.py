@@ -94,7 +94,7 @@ void radix_pass1(const input_t *a, const input_t *b, int64_t n, double shift, in
    counted in that spare row, which the caller ignores: with ~half the entries in wanted
    buckets, skipping them by a branch mispredicted so often that the pass took 83 ms instead
    of 7 ms on 16M heavy-tailed entries. */
-void radix_pass2(const input_t *a, const input_t *b, int64_t n, int parts, const int32_t *slot,
+void radix_pass2(const input_t *a, const input_t *b, int64_t n, int parts, const int16_t *slot,
                  int slots, int sub, uint32_t *hist2) {
     const int64_t width = (int64_t)1 << sub, rows = (slots + 1) * width;
     const int shift = 15 - sub;
@@ -115,7 +115,7 @@ void radix_pass2(const input_t *a, const input_t *b, int64_t n, int parts, const
    resolution, so every rank's value is read from counts (no entry is collected, and many
    equal entries cost nothing more). Few entries are flagged (~1% on smooth data): the
    branch skips the rest at the price of a rare mispredict. */
-void radix_pass3(const input_t *a, const input_t *b, int64_t n, int parts, const int32_t *slot,
+void radix_pass3(const input_t *a, const input_t *b, int64_t n, int parts, const int16_t *slot,
                  int sub, const uint8_t *flags, const int16_t *row, int rows,
                  uint32_t *hist3) {
     const int64_t width = (int64_t)1 << sub, lows = (int64_t)1 << (15 - sub);
@@ -137,7 +137,7 @@ void radix_pass3(const input_t *a, const input_t *b, int64_t n, int parts, const
 /* Pass 3 when the flagged sub-buckets hold few entries: those entries, as |x|, copied to
    out + start[part] (pass 2 counted how many each part holds), to be sorted by the caller:
    no 2^(15 - sub)-bin histogram to clear and reduce per rank. */
-void radix_collect(const input_t *a, const input_t *b, int64_t n, int parts, const int32_t *slot,
+void radix_collect(const input_t *a, const input_t *b, int64_t n, int parts, const int16_t *slot,
                    int sub, const uint8_t *flags, const int64_t *start, float *out) {
     const int64_t width = (int64_t)1 << sub;
     const int shift = 15 - sub;
