@@ -16,11 +16,13 @@ import numpy as np
 import torch
 
 from tadrop.io import count_nonfinite
-from tadrop.merge.save import save_result
+from tadrop.io.safetensors_format import TensorSpec
+from tadrop.merge.save import Walk, save_result
 from tadrop.params import describe, get_params, validate_params
 from tadrop.sparsify.base import Sparsifier
 
 if TYPE_CHECKING:
+    from tadrop.io.checkpoint import Checkpoint
     from tadrop.task_vectors import ModelFamily, TensorTaskVectors
 
 Progress = Callable[[int, int, str], None]
@@ -126,7 +128,7 @@ class MergeResult:
         state = {}
         for name in self.family.base.keys():
             if self.is_merged(name):
-                target = dtype or self.family.base.dtype(name)
+                target = output_dtype(self.family.base.dtype(name), dtype)
                 state[name] = self.merged_tensor(task or "", name).to(target)
             else:
                 state[name] = output_tensor(self.family.base.get(name), dtype)
@@ -157,12 +159,31 @@ class MergeResult:
     def save(self, out_dir: str | Path, **write_options) -> Path:
         return save_result(self, out_dir, **write_options)
 
+    def write_from_walks(self, walk: Walk, out_dir: Path, **write_options) -> Path:
+        """Merge by ``walk`` and write (``merge_to_folder`` for a method that does not stream):
+        here in memory, then ``save``; EMR walks twice instead and holds no model."""
+        for tensor, merged in walk(False):
+            self.add(tensor, merged)
+        return self.save(out_dir, **write_options)
+
+
+def output_dtype(stored: torch.dtype, dtype: torch.dtype | None) -> torch.dtype:
+    """The dtype a tensor stored as ``stored`` is written in: floats in ``dtype`` when given."""
+    return dtype if dtype is not None and stored.is_floating_point else stored
+
 
 def output_tensor(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
     """``tensor`` as written to an output checkpoint: floats in ``dtype`` when one is given."""
-    if dtype is None or not tensor.is_floating_point():
-        return tensor
-    return tensor.to(dtype)
+    return tensor.to(output_dtype(tensor.dtype, dtype))
+
+
+def output_plan(base: Checkpoint, dtype: torch.dtype | None, names: list[str]) -> list[TensorSpec]:
+    """The ``TensorSpec`` of each ``base`` tensor in ``names`` as an output model stores it (for
+    ``tadrop.io.writer.planned_checkpoint``, which then holds no tensor)."""
+    return [
+        TensorSpec(name, output_dtype(base.dtype(name), dtype), tuple(base.shape(name)))
+        for name in names
+    ]
 
 
 def count_kept(keep_masks: torch.Tensor) -> list[int]:
@@ -207,14 +228,16 @@ def iter_sparsified(
     progress: Progress | None = None,
     cancel: Cancel | None = None,
     values: bool = True,
+    fit: bool = True,
 ) -> Iterator[SparsifiedTensor]:
-    """Walk the family, yielding each tensor's sparsified task vectors; fits global scope first.
-    ``values=False``: only the keep-masks are computed (``sparse`` is the task vectors)."""
+    """Walk the family, yielding each tensor's sparsified task vectors; fits global scope first
+    (``fit=False``: it was fitted already). ``values=False``: only the keep-masks are computed
+    (``sparse`` is the task vectors)."""
     from tadrop.task_vectors import iter_task_vectors
 
     if sparsifier is not None:
         validate_params(sparsifier)
-        if sparsifier.needs_fit:
+        if sparsifier.needs_fit and fit:
             sparsifier.fit(family, device=device)
     total = len(family.tensor_names)
     for done, tensor in enumerate(iter_task_vectors(family, device=device)):
@@ -240,9 +263,13 @@ def iter_merged(
     device: str | torch.device = "auto",
     progress: Progress | None = None,
     cancel: Cancel | None = None,
+    again: bool = False,
 ) -> Iterator[tuple[SparsifiedTensor, object]]:
-    """Walk the family, yielding (tensor, method output) and counting kept entries in ``result``."""
-    method.fit(family, result.sparsifier, device=device)
+    """Walk the family, yielding (tensor, method output) and counting kept entries in ``result``.
+    ``again``: a second walk of the same merge (the same outputs: method and sparsifier are
+    deterministic and already fitted, the entries already counted)."""
+    if not again:
+        method.fit(family, result.sparsifier, device=device)
     for tensor in iter_sparsified(
         family,
         result.sparsifier,
@@ -250,15 +277,22 @@ def iter_merged(
         progress=progress,
         cancel=cancel,
         values=method.uses_sparse_values(),
+        fit=not again,
     ):
-        result.total += tensor.task_vectors[0].numel()
-        if tensor.keep_masks is not None:
-            kept = count_kept(tensor.keep_masks)
-            for task, count in zip(family.task_names, kept, strict=True):
-                result.kept[task] = result.kept.get(task, 0) + int(count)
+        if not again:
+            count_entries(result, tensor)
         merged = method.merge_tensor(tensor)
         check_merged_finite(tensor.name, merged, result.context)
         yield tensor, merged
+
+
+def count_entries(result: MergeResult, tensor: SparsifiedTensor) -> None:
+    """Add one tensor's entries, and those each task's keep-mask kept, to ``result``."""
+    result.total += tensor.task_vectors[0].numel()
+    if tensor.keep_masks is not None:
+        kept = count_kept(tensor.keep_masks)
+        for task, count in zip(result.family.task_names, kept, strict=True):
+            result.kept[task] = result.kept.get(task, 0) + int(count)
 
 
 class NonFiniteMergeError(ValueError):

@@ -21,6 +21,9 @@ from tadrop.io.writer import check_not_over_inputs, tadrop_version
 
 # write_model(subfolder, extra provenance, (name, tensor) pairs): one model under the staging folder
 WriteModel = Callable[[str, dict[str, object], Iterable[tuple[str, torch.Tensor]]], None]
+# walk(again): one walk of a merge over its family, yielding (tensor, the method's output);
+# again=True: the same walk once more (nothing fitted or counted twice)
+Walk = Callable[[bool], Iterator[tuple[Any, Any]]]
 
 
 class SavableResult(Protocol):
