@@ -246,6 +246,7 @@ def iter_sparsified(
         yield sparsify_tensor(tensor, sparsifier, family.task_names, values=values)
         if progress is not None:
             progress(done + 1, total, tensor.name)
+        del tensor  # not held while the next tensor is read (see iter_merged)
 
 
 def _prepare(method: MergeMethod, sparsifier: Sparsifier | None) -> Sparsifier | None:
@@ -284,6 +285,9 @@ def iter_merged(
         merged = method.merge_tensor(tensor)
         check_merged_finite(tensor.name, merged, result.context)
         yield tensor, merged
+        # a loop variable lives until the next item replaces it: drop this tensor's stacks
+        # before the next are made, or two tensors' worth would be held at once
+        del tensor, merged
 
 
 def count_entries(result: MergeResult, tensor: SparsifiedTensor) -> None:
@@ -326,6 +330,7 @@ def run_merge(
         family, method, result, device=device, progress=progress, cancel=cancel
     ):
         result.add(tensor, merged)
+        del tensor, merged  # see iter_merged
     return result
 
 

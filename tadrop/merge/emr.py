@@ -48,7 +48,10 @@ def emr_unify(task_vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     # Arithmetic on 0/1 floats instead of torch.where on bools (several times slower on a CPU).
     positive = (task_vectors.sum(dim=0) > 0).to(task_vectors.dtype)  # 1.0 / 0.0
     flag = positive * 2 - 1  # +1 / -1
-    masks = (task_vectors * flag) > 0
+    masks = torch.empty_like(task_vectors, dtype=torch.bool)
+    signed = torch.empty_like(flag)  # one task's tau_k * flag at a time, not a (K, *shape) copy
+    for index, task_vector in enumerate(task_vectors):
+        torch.gt(torch.mul(task_vector, flag, out=signed), 0, out=masks[index])
     # flag * max_k |M_k * tau_k| is max(max_k tau_k, 0) where flag = +1 and min(min_k tau_k, 0)
     # where flag = -1: two reductions instead of three (K, *shape) temporaries. Exactly one of
     # the two products below is the value, the other a zero, so the sum is exact.
@@ -77,11 +80,12 @@ class EMRResult(MergeResult):
         self.accumulate(unified, masks, source)
 
     def accumulate(self, unified: torch.Tensor, masks: torch.Tensor, source: torch.Tensor) -> None:
-        """Add one tensor's terms to the sums over all tensors that make the rescalers."""
+        """Add one tensor's terms to the sums over all tensors that make the rescalers.
+        ``source`` (the walk's task vectors, not needed after this) is overwritten with |tau|."""
         numel = unified.numel()
-        # mean|tau_k| and mean|M_k * tau_uni|: float32 pairwise sums (relative error ~1e-7) of
-        # one |.| temporary each, instead of float64 conversions of whole tensors.
-        task_abs_sums = source.abs().reshape(len(source), -1).sum(dim=1).tolist()  # 0-d: (K,)
+        # mean|tau_k| and mean|M_k * tau_uni|: float32 pairwise sums (relative error ~1e-7),
+        # |tau| in place rather than a (K, *shape) temporary (the same values: |.| is exact)
+        task_abs_sums = source.abs_().reshape(len(source), -1).sum(dim=1).tolist()  # 0-d: (K,)
         unified_abs = unified.abs().flatten()
         masked = torch.empty_like(unified_abs)
         for index in range(masks.shape[0]):

@@ -49,8 +49,7 @@ def write_in_two_walks(
     tasks = result.family.task_names if output in ("task_models", "both") else []
     for task in tasks:
         refuse_artifact_task(task)
-    for _, (unified, masks, source) in walk(False):
-        result.accumulate(unified, masks, source)
+    _sum_rescalers(result, walk)
     out_dir = Path(out_dir).expanduser().absolute()
     shapes = {name: tuple(result.family.base.shape(name)) for name in result.family.tensor_names}
     with staged_dir(out_dir, overwrite=overwrite, inputs=input_paths(result)) as staging:
@@ -71,6 +70,13 @@ def write_in_two_walks(
         if artifact is not None:
             result.artifact = write_manifest(result, staging / ARTIFACT_DIR, shapes, dtype)
     return out_dir
+
+
+def _sum_rescalers(result: EMRResult, walk: Walk) -> None:
+    """The first walk (in its own frame: its last tensor is not held during the second)."""
+    for _, (unified, masks, source) in walk(False):
+        result.accumulate(unified, masks, source)
+        del unified, masks, source  # see iter_merged
 
 
 def _task_model(
@@ -103,10 +109,12 @@ def _second_walk(
     for tensor, (unified, masks, _) in walk(True):
         target = output_dtype(base.dtype(tensor.name), dtype)
         for index, (task, model) in enumerate(models.items()):
-            merged = task_tensor(tensor.base, unified, masks[index], rescalers[task])
-            model.write(tensor.name, merged.to("cpu", target))
+            task_model = task_tensor(tensor.base, unified, masks[index], rescalers[task])
+            model.write(tensor.name, task_model.to("cpu", target))
+            del task_model
         if artifact is not None:
             artifact.write(tensor.name, unified, [pack_mask(mask) for mask in masks])
+        del tensor, unified, masks  # see iter_merged
     merged_names = set(result.family.tensor_names)
     for name in base.keys():
         if name not in merged_names and models:

@@ -65,6 +65,7 @@ def merge_to_folder(
             target = output_dtype(family.base.dtype(tensor.name), dtype)
             # delta + base into the delta: the base may be a private memory map of the input
             yield tensor.name, delta.add_(tensor.base).to("cpu", target)
+            del tensor, delta  # see iter_merged
         for name in rest:
             yield name, output_tensor(family.base.get(name), dtype)
 
