@@ -5,6 +5,7 @@ artifact, both), and EMR holding no model while it writes."""
 from __future__ import annotations
 
 import threading
+import weakref
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,27 @@ def test_a_task_named_like_the_artifact_folder_is_refused_before_any_walk(tmp_pa
     with pytest.raises(ValueError, match="rename the task"):
         merge_to_folder(family, EMR(), None, tmp_path / "out", device="cpu")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["models"]
+
+
+@pytest.mark.parametrize("method_name", ["task_arithmetic", "emr"])
+def test_the_walk_drops_a_tensors_stacks_before_making_the_next(family, tmp_path, method_name):
+    """When the sparsifier sees a tensor, no earlier tensor's (K, *shape) stack is alive: the
+    walk, the writer and EMR's two walks hold one tensor's state, not two."""
+    method, sparsifier = build_merge(method_name, "magnitude")
+    stacks: list[weakref.ref] = []
+    most_alive = []
+    real = sparsifier.keep_mask_into if method_name == "emr" else sparsifier.sparsify_into
+
+    def probe(tau, *args, **where):
+        stack = tau._base  # tau is one task's row of the walk's stack
+        if not stacks or stacks[-1]() is not stack:
+            most_alive.append(sum(ref() is not None for ref in stacks))
+            stacks.append(weakref.ref(stack))
+        return real(tau, *args, **where)
+
+    name = "keep_mask_into" if method_name == "emr" else "sparsify_into"
+    object.__setattr__(sparsifier, name, probe)
+    merge_to_folder(family, method, sparsifier, tmp_path / "out", device="cpu")
+    walks = 2 if method_name == "emr" else 1
+    assert len(most_alive) == walks * len(family.tensor_names)
+    assert max(most_alive) == 0

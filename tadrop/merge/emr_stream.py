@@ -74,9 +74,9 @@ def write_in_two_walks(
 
 def _sum_rescalers(result: EMRResult, walk: Walk) -> None:
     """The first walk (in its own frame: its last tensor is not held during the second)."""
-    for _, (unified, masks, source) in walk(False):
+    for tensor, (unified, masks, source) in walk(False):
         result.accumulate(unified, masks, source)
-        del unified, masks, source  # see iter_merged
+        del tensor, unified, masks, source  # see iter_merged
 
 
 def _task_model(
@@ -106,7 +106,7 @@ def _second_walk(
     """Write each merged tensor of every task model (and the artifact), then the base's rest."""
     base = result.family.base
     rescalers = result.rescalers
-    for tensor, (unified, masks, _) in walk(True):
+    for tensor, (unified, masks, source) in walk(True):
         target = output_dtype(base.dtype(tensor.name), dtype)
         for index, (task, model) in enumerate(models.items()):
             task_model = task_tensor(tensor.base, unified, masks[index], rescalers[task])
@@ -114,7 +114,7 @@ def _second_walk(
             del task_model
         if artifact is not None:
             artifact.write(tensor.name, unified, [pack_mask(mask) for mask in masks])
-        del tensor, unified, masks  # see iter_merged
+        del tensor, unified, masks, source  # see iter_merged
     merged_names = set(result.family.tensor_names)
     for name in base.keys():
         if name not in merged_names and models:
