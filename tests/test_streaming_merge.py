@@ -138,3 +138,20 @@ def test_the_walk_drops_a_tensors_stacks_before_making_the_next(family, tmp_path
     walks = 2 if method_name == "emr" else 1
     assert len(most_alive) == walks * len(family.tensor_names)
     assert max(most_alive) == 0
+
+
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
+@pytest.mark.parametrize("method", ["task_arithmetic", "emr"])
+def test_saving_an_in_memory_result_writes_the_plain_writers_bytes(
+    family, tmp_path, monkeypatch, method, dtype
+):
+    """``result.save`` streams ``iter_model`` into the planned writer: the same files."""
+    import tadrop.merge.save as save
+
+    result = run_merge(family, *build_merge(method, "tadrop"), device="cpu")
+    if method == "emr":
+        result.params["output"] = "both"
+    planned = result.save(tmp_path / "planned", dtype=dtype, max_shard_bytes=700)
+    monkeypatch.setattr(save, "output_plan", lambda *args: None)  # the plain writer, as before
+    plain = result.save(tmp_path / "plain", dtype=dtype, max_shard_bytes=700)
+    assert tree_bytes(planned) == tree_bytes(plain)

@@ -16,13 +16,11 @@ import numpy as np
 import torch
 
 from tadrop.io import count_nonfinite
-from tadrop.io.safetensors_format import TensorSpec
-from tadrop.merge.save import Walk, save_result
+from tadrop.merge.save import Walk, output_dtype, output_tensor, save_result
 from tadrop.params import describe, get_params, validate_params
 from tadrop.sparsify.base import Sparsifier
 
 if TYPE_CHECKING:
-    from tadrop.io.checkpoint import Checkpoint
     from tadrop.task_vectors import ModelFamily, TensorTaskVectors
 
 Progress = Callable[[int, int, str], None]
@@ -125,14 +123,18 @@ class MergeResult:
     ) -> dict[str, torch.Tensor]:
         """Full state dict (base keys) of the model to use for ``task``: in the base's dtypes, or
         every floating-point tensor in ``dtype`` (integer buffers always keep theirs)."""
-        state = {}
+        return dict(self.iter_model(task, dtype=dtype))
+
+    def iter_model(
+        self, task: str | None = None, *, dtype: torch.dtype | None = None
+    ) -> Iterator[tuple[str, torch.Tensor]]:
+        """``model_for``'s (name, tensor) pairs one at a time (a writer holds one, not all)."""
         for name in self.family.base.keys():
             if self.is_merged(name):
                 target = output_dtype(self.family.base.dtype(name), dtype)
-                state[name] = self.merged_tensor(task or "", name).to(target)
+                yield name, self.merged_tensor(task or "", name).to(target)
             else:
-                state[name] = output_tensor(self.family.base.get(name), dtype)
-        return state
+                yield name, output_tensor(self.family.base.get(name), dtype)
 
     @property
     def context(self) -> str:
@@ -165,25 +167,6 @@ class MergeResult:
         for tensor, merged in walk(False):
             self.add(tensor, merged)
         return self.save(out_dir, **write_options)
-
-
-def output_dtype(stored: torch.dtype, dtype: torch.dtype | None) -> torch.dtype:
-    """The dtype a tensor stored as ``stored`` is written in: floats in ``dtype`` when given."""
-    return dtype if dtype is not None and stored.is_floating_point else stored
-
-
-def output_tensor(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
-    """``tensor`` as written to an output checkpoint: floats in ``dtype`` when one is given."""
-    return tensor.to(output_dtype(tensor.dtype, dtype))
-
-
-def output_plan(base: Checkpoint, dtype: torch.dtype | None, names: list[str]) -> list[TensorSpec]:
-    """The ``TensorSpec`` of each ``base`` tensor in ``names`` as an output model stores it (for
-    ``tadrop.io.writer.planned_checkpoint``, which then holds no tensor)."""
-    return [
-        TensorSpec(name, output_dtype(base.dtype(name), dtype), tuple(base.shape(name)))
-        for name in names
-    ]
 
 
 def count_kept(keep_masks: torch.Tensor) -> list[int]:

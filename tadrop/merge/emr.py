@@ -133,7 +133,7 @@ class EMRResult(MergeResult):
             for task in tasks or self.family.task_names:
                 refuse_artifact_task(task)
                 extra = {"task": task, "rescaler": self.rescalers[task]}
-                write_model(task, extra, iter(self.model_for(task, dtype=dtype).items()))
+                write_model(task, extra, self.iter_model(task, dtype=dtype))
         if output in ("compact", "both"):
             self.artifact = write_artifact(self, staging / ARTIFACT_DIR, dtype=dtype)
 

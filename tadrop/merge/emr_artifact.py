@@ -31,8 +31,7 @@ from tadrop.io.checkpoint import Checkpoint
 from tadrop.io.errors import CheckpointError
 from tadrop.io.safetensors_format import PlannedFile, TensorSpec
 from tadrop.io.writer import tadrop_version
-from tadrop.merge.base import output_plan
-from tadrop.merge.save import provenance, staged_dir
+from tadrop.merge.save import output_plan, provenance, staged_dir
 
 FORMAT = "tadrop-emr-artifact"
 FORMAT_VERSION = 1

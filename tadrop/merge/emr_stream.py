@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 import torch
 
 from tadrop.io.writer import PlannedShards, planned_checkpoint
-from tadrop.merge.base import output_dtype, output_plan, output_tensor
 from tadrop.merge.emr_artifact import (
     ARTIFACT_DIR,
     ArtifactFiles,
@@ -27,7 +26,15 @@ from tadrop.merge.emr_artifact import (
     task_tensor,
     write_manifest,
 )
-from tadrop.merge.save import Walk, input_paths, provenance, staged_dir
+from tadrop.merge.save import (
+    Walk,
+    input_paths,
+    output_dtype,
+    output_plan,
+    output_tensor,
+    provenance,
+    staged_dir,
+)
 
 if TYPE_CHECKING:
     from tadrop.merge.emr import EMRResult

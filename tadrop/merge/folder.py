@@ -17,11 +17,15 @@ from tadrop.merge.base import (
     SparsifiedTensor,
     _prepare,
     iter_merged,
+)
+from tadrop.merge.save import (
+    Walk,
+    input_paths,
     output_dtype,
     output_plan,
     output_tensor,
+    provenance,
 )
-from tadrop.merge.save import Walk, input_paths, provenance
 from tadrop.sparsify.base import Sparsifier
 
 if TYPE_CHECKING:
