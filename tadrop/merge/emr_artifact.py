@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
 
 from tadrop.io import open_checkpoint, write_checkpoint
 from tadrop.io.checkpoint import Checkpoint
 from tadrop.io.errors import CheckpointError
 from tadrop.io.safetensors_format import PlannedFile, TensorSpec
+from tadrop.io.tensor_files import SafetensorsFile
 from tadrop.io.writer import tadrop_version
 from tadrop.merge.save import output_plan, provenance, staged_dir
 
@@ -228,21 +228,21 @@ def iter_task_model(
         raise ValueError(f"{folder}: no task {task!r}; the tasks are {manifest['tasks']}.")
     index, rescaler = manifest["tasks"].index(task), manifest["rescalers"][task]
     _check_base(manifest, base)
-    with (
-        safe_open(str(folder / UNIFIED_FILE), "pt") as unified,
-        safe_open(str(folder / MASKS_FILE), "numpy") as masks,
-    ):
-        for name in base.keys():
-            tensor = base.get(name)
-            if name in manifest["tensors"]:
-                unified_tensor = unified.get_tensor(name)
-                mask = unpack_mask(masks.get_tensor(name)[index], tuple(unified_tensor.shape))
-                merged = task_tensor(tensor.float(), unified_tensor, mask, rescaler)
-                yield name, merged.to(dtype or tensor.dtype)
-            elif dtype is not None and tensor.is_floating_point():
-                yield name, tensor.to(dtype)
-            else:
-                yield name, tensor
+    # our reader maps the file afresh for each tensor, so pages already used are let go: one
+    # safe_open for the whole loop would keep the whole float32 unified vector resident
+    unified, masks = SafetensorsFile(folder / UNIFIED_FILE), SafetensorsFile(folder / MASKS_FILE)
+    for name in base.keys():
+        tensor = base.get(name)
+        if name in manifest["tensors"]:
+            unified_tensor = unified.get(name)
+            packed = masks.get(name).numpy()[index]
+            mask = unpack_mask(packed, tuple(unified_tensor.shape))
+            merged = task_tensor(tensor.float(), unified_tensor, mask, rescaler)
+            yield name, merged.to(dtype or tensor.dtype)
+        elif dtype is not None and tensor.is_floating_point():
+            yield name, tensor.to(dtype)
+        else:
+            yield name, tensor
 
 
 def expand(
