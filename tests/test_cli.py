@@ -118,16 +118,18 @@ def test_dry_run_reads_no_tensor_and_writes_nothing(workdir: Path, capsys, monke
     assert code == 0 and not (workdir / "merged").exists()
     assert payload["tensors"] == 9 and payload["tasks"] == ["task0", "task1", "task2"]
     assert "embeddings.position_ids" in payload["skipped"]
-    memory = payload["memory"]  # streamed: no merged model held, one shard while writing
+    memory = payload["memory"]  # streamed: no merged model held, one tensor while writing
     assert memory["result_bytes"] == 0
     merged_bytes = 4 * payload["parameters"]  # float32 base
-    assert memory["write_bytes"] == memory["disk_bytes_per_point"] == merged_bytes + 12 * 8
+    assert memory["disk_bytes_per_point"] == merged_bytes + 12 * 8
+    assert memory["write_bytes"] == 4 * 16 * 8  # the largest tensor, (16, 8) float32
     (workdir / "emr.yaml").write_text(
         CONFIG.replace("task_arithmetic\nmethod_params: {scaling: 0.5}", "emr")
     )
     code, payload = run_json(["merge", str(workdir / "emr.yaml"), "--dry-run"], capsys)
-    parameters = payload["parameters"]  # EMR: unified + base in float32 and 3 bit masks
-    assert payload["memory"]["result_bytes"] == 8 * parameters + 3 * parameters // 8
+    # EMR walks twice and holds no model: one tensor per task (3) while writing
+    assert payload["memory"]["result_bytes"] == 0
+    assert payload["memory"]["write_bytes"] == 3 * 4 * 16 * 8
     assert payload["memory"]["disk_bytes_per_point"] == 3 * memory["disk_bytes_per_point"]
 
 
@@ -155,12 +157,13 @@ def test_runtime_failure_exits_1_and_writes_nothing(workdir: Path, capsys) -> No
 def test_ctrl_c_while_writing_leaves_no_half_written_output(
     workdir: Path, capsys, monkeypatch
 ) -> None:
-    import tadrop.io.writer
+    import tadrop.io.safetensors_format
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(tadrop.io.writer, "write_safetensors_file", interrupted)
+    # both writers (plain and planned) put each tensor's bytes through tensor_bytes
+    monkeypatch.setattr(tadrop.io.safetensors_format, "tensor_bytes", interrupted)
     assert main(["merge", str(workdir / "run.yaml")]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert sorted(p.name for p in workdir.iterdir()) == ["models", "run.yaml"]

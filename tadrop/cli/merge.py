@@ -5,14 +5,15 @@ parameters, method, sparsifier and a memory estimate, and refuses what the real 
 The estimate follows ``merge_to_folder``: Python, torch and tadrop themselves (this process's
 own peak RSS, measured when the plan is made); the walk, which holds one tensor name at a time
 (base, K task vectors, the merged tensor, and with a sparsifier K sparsified copies and K masks);
-merged tensors stream to the writer, which holds at most one shard; EMR instead keeps its
-unified vector and base in float32 plus K bit masks (``method.held_bytes``), then converts one
-task model at a time (``method.disk_bytes``: its task models and/or its compact artifact).
+merged tensors stream to the planned writer, which holds the tensor being written; EMR walks
+twice and writes each tensor of its K task models as it goes (``method.disk_bytes``: its task
+models and/or its compact artifact on disk).
 For a demo config whose zoo is not built yet, it says the zoo will be built first.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import resource
 import sys
@@ -59,8 +60,8 @@ def open_family(config: RunConfig, console: Console, *, build_demo: bool = True)
 class MemoryEstimate:
     baseline_bytes: int  # Python, torch and tadrop imported
     working_bytes: int  # one tensor name's walk
-    held_bytes: int  # the merge result in memory (EMR only; other methods stream)
-    write_bytes: int  # the writer's shard, or one EMR model converted to the output dtype
+    held_bytes: int  # a merge result in memory: none, every merge is written as it goes
+    write_bytes: int  # the tensor being written (EMR: one per task), in the output dtype
     disk_bytes: int  # what the output folder(s) will take
 
     @property
@@ -79,9 +80,7 @@ def process_peak_rss() -> int:
         return peak if sys.platform == "darwin" else peak * 1024
 
 
-def estimate_memory(
-    family, method, out_dtype: str, max_shard_bytes: int, *, sparsified: bool = True
-) -> MemoryEstimate:
+def estimate_memory(family, method, out_dtype: str, *, sparsified: bool = True) -> MemoryEstimate:
     """Peak RAM of ``merge_to_folder`` for the built ``method``; ``sparsified``: K masked copies
     and K masks are held (a sparsifier, TIES' trim or EMR's masks); without one the task vectors
     are used as read."""
@@ -97,13 +96,26 @@ def estimate_memory(
     out_bytes = base_bytes if out_dtype == "auto" else merged * DTYPE_BYTES[out_dtype]
     copies = 2 * tasks if sparsified else tasks  # float32 stacks of shape (K, *largest)
     working = 4 * largest * (copies + 3) + (tasks * largest if sparsified else 0)
-    if not method.streams:  # merged in memory, then each model converted and written
-        held, write = method.held_bytes(merged, tasks), out_bytes + unmerged
-        disk = method.disk_bytes(out_bytes + unmerged, merged, tasks)
-    else:  # streamed: merged tensors go to the writer, at most one shard held
-        held, write = 0, min(max_shard_bytes, out_bytes + unmerged)
-        disk = out_bytes + unmerged
-    return MemoryEstimate(process_peak_rss(), working, held, write, disk)
+    # the writer holds the tensor being written (planned shards); EMR, walking twice, one per task
+    written = largest_output_bytes(family, out_dtype) * (1 if method.streams else tasks)
+    disk = out_bytes + unmerged
+    if not method.streams:  # EMR: its task models and/or its compact artifact
+        disk = method.disk_bytes(disk, merged, tasks)
+    return MemoryEstimate(process_peak_rss(), working, 0, written, disk)
+
+
+def largest_output_bytes(family, out_dtype: str) -> int:
+    """Bytes of the largest tensor as written (floats in ``out_dtype`` unless "auto")."""
+
+    def width(name: str) -> int:
+        stored = family.base.dtype(name)
+        return (
+            DTYPE_BYTES[out_dtype]
+            if out_dtype != "auto" and stored.is_floating_point
+            else stored.itemsize
+        )
+
+    return max(width(name) * math.prod(family.base.shape(name)) for name in family.base.keys())
 
 
 def output_dir(config: RunConfig, override: str | None) -> Path:
@@ -156,7 +168,6 @@ def plan(config: RunConfig, family, out: Path | None) -> dict[str, Any]:
         family,
         built,
         config.output.dtype,
-        config.output.max_shard_size,
         sparsified=config.merge_spec()[1] is not None or report["method"] in SPARSIFYING_METHODS,
     )
     summary = family.summary()

@@ -184,28 +184,72 @@ def _parse_header(path: str | Path, header_bytes: bytes, file_size: int) -> Safe
     return SafetensorsHeader(entries=entries, metadata=metadata, data_start=8 + len(header_bytes))
 
 
-def _header_bytes(
-    tensors: list[tuple[str, torch.Tensor]],
-    data_order: list[tuple[str, torch.Tensor]],
-    metadata: dict[str, str],
-) -> bytes:
-    """The length prefix and JSON header; keys in `tensors` order, data in `data_order`."""
-    offsets = {}
+@dataclass(frozen=True)
+class TensorSpec:
+    """A tensor as it will be stored: name, dtype and shape (what a header says of it)."""
+
+    name: str
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+    @classmethod
+    def of(cls, name: str, tensor: torch.Tensor) -> TensorSpec:
+        return cls(name, tensor.dtype, tuple(tensor.shape))
+
+
+def check_storable(spec: TensorSpec) -> None:
+    """CheckpointError when safetensors has no code for the tensor's dtype."""
+    if spec.dtype not in DTYPE_CODES:
+        raise CheckpointError(
+            f"tensor {spec.name!r} has dtype {spec.dtype}, which safetensors cannot store; "
+            "convert it first."
+        )
+
+
+@dataclass(frozen=True)
+class FileLayout:
+    """One file's bytes before its data: the length prefix and JSON header, and where each
+    tensor's data starts (absolute file offsets)."""
+
+    header: bytes
+    offsets: dict[str, int]
+    size: int  # of the whole file
+
+
+def file_layout(
+    specs: list[TensorSpec], metadata: dict[str, str], *, ascii_names: bool = True
+) -> FileLayout:
+    """Header keys in ``specs`` order; data laid out largest element size first (a stable
+    sort), so each tensor stays aligned to its element size in the 8-byte aligned buffer.
+    ``ascii_names=False`` writes non-ASCII names unescaped, as the safetensors library does."""
+    data_order = sorted(specs, key=lambda spec: -spec.dtype.itemsize)  # stable sort
+    spans = {}
     offset = 0
-    for name, tensor in data_order:
-        size = tensor.numel() * tensor.element_size()
-        offsets[name] = [offset, offset + size]
-        offset += size
+    for spec in data_order:
+        spans[spec.name] = [offset, offset + spec.nbytes]
+        offset += spec.nbytes
     header: dict[str, object] = {"__metadata__": metadata} if metadata else {}
-    for name, tensor in tensors:
-        header[name] = {
-            "dtype": DTYPE_CODES[tensor.dtype],
-            "shape": list(tensor.shape),
-            "data_offsets": offsets[name],
+    for spec in specs:
+        header[spec.name] = {
+            "dtype": DTYPE_CODES[spec.dtype],
+            "shape": list(spec.shape),
+            "data_offsets": spans[spec.name],
         }
-    encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    encoded = json.dumps(header, separators=(",", ":"), ensure_ascii=ascii_names).encode("utf-8")
     encoded += b" " * (-(len(encoded) + 8) % _ALIGNMENT)
-    return struct.pack("<Q", len(encoded)) + encoded
+    prefix = struct.pack("<Q", len(encoded)) + encoded
+    start = len(prefix)
+    offsets = {name: start + begin for name, (begin, _) in spans.items()}
+    return FileLayout(prefix, offsets, start + offset)
+
+
+def tensor_bytes(tensor: torch.Tensor) -> memoryview:
+    """The raw bytes of a contiguous CPU tensor (no copy)."""
+    return memoryview(tensor.reshape(-1).view(torch.uint8).numpy())
 
 
 def write_safetensors_file(
@@ -213,21 +257,60 @@ def write_safetensors_file(
 ) -> None:
     """Write contiguous CPU `tensors` to a new file at `path` (which must not exist), fsync'd.
 
-    The header lists the tensors in the order given; their data is laid out largest element
-    size first, so each stays aligned to its element size in the 8-byte aligned data buffer.
+    The header lists the tensors in the order given; the data follows ``file_layout``.
     """
     tensors = list(tensors)
-    for name, tensor in tensors:
-        if tensor.dtype not in DTYPE_CODES:
-            raise CheckpointError(
-                f"tensor {name!r} has dtype {tensor.dtype}, which safetensors cannot store; "
-                "convert it first."
-            )
-    data_order = sorted(tensors, key=lambda item: -item[1].element_size())  # stable sort
+    specs = [TensorSpec.of(name, tensor) for name, tensor in tensors]
+    for spec in specs:
+        check_storable(spec)
+    layout = file_layout(specs, metadata)
+    data_order = sorted(tensors, key=lambda item: layout.offsets[item[0]])
     with open(path, "xb") as stream:
-        stream.write(_header_bytes(tensors, data_order, metadata))
+        stream.write(layout.header)
         for _, tensor in data_order:
             if tensor.numel():
-                stream.write(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
+                stream.write(tensor_bytes(tensor))
         stream.flush()
         os.fsync(stream.fileno())
+
+
+class PlannedFile:
+    """A safetensors file whose header is written first, from ``specs``; each tensor's bytes
+    then go to their offset as they arrive, in any order (``write``). ``close`` checks that
+    every tensor came and fsyncs; ``abort`` only closes (the caller removes the file)."""
+
+    def __init__(
+        self, path: Path, specs: list[TensorSpec], metadata: dict[str, str], **layout: bool
+    ) -> None:
+        for spec in specs:
+            check_storable(spec)
+        self.path = path
+        self.layout = file_layout(specs, metadata, **layout)
+        self.missing = {spec.name for spec in specs}
+        self.stream = open(path, "xb")  # noqa: SIM115 (closed by close/abort)
+        self.stream.write(self.layout.header)
+
+    def write(self, name: str, tensor: torch.Tensor) -> None:
+        """Write one contiguous CPU tensor of the announced dtype and shape (checked by the
+        caller) at its offset."""
+        self.missing.remove(name)
+        if tensor.numel():
+            self.stream.seek(self.layout.offsets[name])
+            self.stream.write(tensor_bytes(tensor))
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+    def close(self) -> None:
+        if self.missing:
+            raise CheckpointError(
+                f"{self.path}: tensor(s) {sorted(self.missing)[:5]} were announced but never "
+                "written."
+            )
+        self.stream.flush()
+        os.fsync(self.stream.fileno())
+        self.stream.close()
+
+    def abort(self) -> None:
+        self.stream.close()

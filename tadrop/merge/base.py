@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from tadrop.io import count_nonfinite
-from tadrop.merge.save import save_result
+from tadrop.merge.save import Walk, output_dtype, output_tensor, save_result
 from tadrop.params import describe, get_params, validate_params
 from tadrop.sparsify.base import Sparsifier
 
@@ -123,14 +123,18 @@ class MergeResult:
     ) -> dict[str, torch.Tensor]:
         """Full state dict (base keys) of the model to use for ``task``: in the base's dtypes, or
         every floating-point tensor in ``dtype`` (integer buffers always keep theirs)."""
-        state = {}
+        return dict(self.iter_model(task, dtype=dtype))
+
+    def iter_model(
+        self, task: str | None = None, *, dtype: torch.dtype | None = None
+    ) -> Iterator[tuple[str, torch.Tensor]]:
+        """``model_for``'s (name, tensor) pairs one at a time (a writer holds one, not all)."""
         for name in self.family.base.keys():
             if self.is_merged(name):
-                target = dtype or self.family.base.dtype(name)
-                state[name] = self.merged_tensor(task or "", name).to(target)
+                target = output_dtype(self.family.base.dtype(name), dtype)
+                yield name, self.merged_tensor(task or "", name).to(target)
             else:
-                state[name] = output_tensor(self.family.base.get(name), dtype)
-        return state
+                yield name, output_tensor(self.family.base.get(name), dtype)
 
     @property
     def context(self) -> str:
@@ -157,12 +161,12 @@ class MergeResult:
     def save(self, out_dir: str | Path, **write_options) -> Path:
         return save_result(self, out_dir, **write_options)
 
-
-def output_tensor(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
-    """``tensor`` as written to an output checkpoint: floats in ``dtype`` when one is given."""
-    if dtype is None or not tensor.is_floating_point():
-        return tensor
-    return tensor.to(dtype)
+    def write_from_walks(self, walk: Walk, out_dir: Path, **write_options) -> Path:
+        """Merge by ``walk`` and write (``merge_to_folder`` for a method that does not stream):
+        here in memory, then ``save``; EMR walks twice instead and holds no model."""
+        for tensor, merged in walk(False):
+            self.add(tensor, merged)
+        return self.save(out_dir, **write_options)
 
 
 def count_kept(keep_masks: torch.Tensor) -> list[int]:
@@ -207,14 +211,16 @@ def iter_sparsified(
     progress: Progress | None = None,
     cancel: Cancel | None = None,
     values: bool = True,
+    fit: bool = True,
 ) -> Iterator[SparsifiedTensor]:
-    """Walk the family, yielding each tensor's sparsified task vectors; fits global scope first.
-    ``values=False``: only the keep-masks are computed (``sparse`` is the task vectors)."""
+    """Walk the family, yielding each tensor's sparsified task vectors; fits global scope first
+    (``fit=False``: it was fitted already). ``values=False``: only the keep-masks are computed
+    (``sparse`` is the task vectors)."""
     from tadrop.task_vectors import iter_task_vectors
 
     if sparsifier is not None:
         validate_params(sparsifier)
-        if sparsifier.needs_fit:
+        if sparsifier.needs_fit and fit:
             sparsifier.fit(family, device=device)
     total = len(family.tensor_names)
     for done, tensor in enumerate(iter_task_vectors(family, device=device)):
@@ -223,6 +229,7 @@ def iter_sparsified(
         yield sparsify_tensor(tensor, sparsifier, family.task_names, values=values)
         if progress is not None:
             progress(done + 1, total, tensor.name)
+        del tensor  # not held while the next tensor is read (see iter_merged)
 
 
 def _prepare(method: MergeMethod, sparsifier: Sparsifier | None) -> Sparsifier | None:
@@ -240,9 +247,13 @@ def iter_merged(
     device: str | torch.device = "auto",
     progress: Progress | None = None,
     cancel: Cancel | None = None,
+    again: bool = False,
 ) -> Iterator[tuple[SparsifiedTensor, object]]:
-    """Walk the family, yielding (tensor, method output) and counting kept entries in ``result``."""
-    method.fit(family, result.sparsifier, device=device)
+    """Walk the family, yielding (tensor, method output) and counting kept entries in ``result``.
+    ``again``: a second walk of the same merge (the same outputs: method and sparsifier are
+    deterministic and already fitted, the entries already counted)."""
+    if not again:
+        method.fit(family, result.sparsifier, device=device)
     for tensor in iter_sparsified(
         family,
         result.sparsifier,
@@ -250,15 +261,25 @@ def iter_merged(
         progress=progress,
         cancel=cancel,
         values=method.uses_sparse_values(),
+        fit=not again,
     ):
-        result.total += tensor.task_vectors[0].numel()
-        if tensor.keep_masks is not None:
-            kept = count_kept(tensor.keep_masks)
-            for task, count in zip(family.task_names, kept, strict=True):
-                result.kept[task] = result.kept.get(task, 0) + int(count)
+        if not again:
+            count_entries(result, tensor)
         merged = method.merge_tensor(tensor)
         check_merged_finite(tensor.name, merged, result.context)
         yield tensor, merged
+        # a loop variable lives until the next item replaces it: drop this tensor's stacks
+        # before the next are made, or two tensors' worth would be held at once
+        del tensor, merged
+
+
+def count_entries(result: MergeResult, tensor: SparsifiedTensor) -> None:
+    """Add one tensor's entries, and those each task's keep-mask kept, to ``result``."""
+    result.total += tensor.task_vectors[0].numel()
+    if tensor.keep_masks is not None:
+        kept = count_kept(tensor.keep_masks)
+        for task, count in zip(result.family.task_names, kept, strict=True):
+            result.kept[task] = result.kept.get(task, 0) + int(count)
 
 
 class NonFiniteMergeError(ValueError):
@@ -292,6 +313,7 @@ def run_merge(
         family, method, result, device=device, progress=progress, cancel=cancel
     ):
         result.add(tensor, merged)
+        del tensor, merged  # see iter_merged
     return result
 
 

@@ -15,6 +15,8 @@ lambda_k use the task vectors as read. ``sparsify="pre"`` instead runs EMR on th
 
 Written (``output``): the K task models (``"task_models"``), the compact artifact alone
 (``"compact"``, see ``emr_artifact``; any task model is expanded from it bit-exactly) or both.
+``merge_to_folder`` writes them in two walks over the inputs (``emr_stream``), holding a few
+tensors; ``run_merge`` keeps the unified vector and packed masks in memory.
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ from tadrop.merge.base import MergeMethod, MergeResult, SparsifiedTensor
 from tadrop.merge.emr_artifact import (
     ARTIFACT_DIR,
     pack_mask,
+    refuse_artifact_task,
     task_tensor,
     unpack_mask,
     write_artifact,
 )
-from tadrop.merge.save import WriteModel
+from tadrop.merge.save import Walk, WriteModel
 
 SPARSIFY_MODES = ("mask", "pre")
 OUTPUTS = ("task_models", "compact", "both")
@@ -45,7 +48,10 @@ def emr_unify(task_vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     # Arithmetic on 0/1 floats instead of torch.where on bools (several times slower on a CPU).
     positive = (task_vectors.sum(dim=0) > 0).to(task_vectors.dtype)  # 1.0 / 0.0
     flag = positive * 2 - 1  # +1 / -1
-    masks = (task_vectors * flag) > 0
+    masks = torch.empty_like(task_vectors, dtype=torch.bool)
+    signed = torch.empty_like(flag)  # one task's tau_k * flag at a time, not a (K, *shape) copy
+    for index, task_vector in enumerate(task_vectors):
+        torch.gt(torch.mul(task_vector, flag, out=signed), 0, out=masks[index])
     # flag * max_k |M_k * tau_k| is max(max_k tau_k, 0) where flag = +1 and min(min_k tau_k, 0)
     # where flag = -1: two reductions instead of three (K, *shape) temporaries. Exactly one of
     # the two products below is the value, the other a zero, so the sum is exact.
@@ -71,10 +77,15 @@ class EMRResult(MergeResult):
         unified, masks, source = merged
         self.unified[tensor.name] = unified.cpu()
         self.packed_masks[tensor.name] = [pack_mask(mask) for mask in masks]
+        self.accumulate(unified, masks, source)
+
+    def accumulate(self, unified: torch.Tensor, masks: torch.Tensor, source: torch.Tensor) -> None:
+        """Add one tensor's terms to the sums over all tensors that make the rescalers.
+        ``source`` (the walk's task vectors, not needed after this) is overwritten with |tau|."""
         numel = unified.numel()
-        # mean|tau_k| and mean|M_k * tau_uni|: float32 pairwise sums (relative error ~1e-7) of
-        # one |.| temporary each, instead of float64 conversions of whole tensors.
-        task_abs_sums = source.abs().reshape(len(source), -1).sum(dim=1).tolist()  # 0-d: (K,)
+        # mean|tau_k| and mean|M_k * tau_uni|: float32 pairwise sums (relative error ~1e-7),
+        # |tau| in place rather than a (K, *shape) temporary (the same values: |.| is exact)
+        task_abs_sums = source.abs_().reshape(len(source), -1).sum(dim=1).tolist()  # 0-d: (K,)
         unified_abs = unified.abs().flatten()
         masked = torch.empty_like(unified_abs)
         for index in range(masks.shape[0]):
@@ -120,15 +131,17 @@ class EMRResult(MergeResult):
         output = self.params.get("output", "task_models")
         if output in ("task_models", "both"):
             for task in tasks or self.family.task_names:
-                if task == ARTIFACT_DIR:
-                    raise ValueError(
-                        f"A task is named {ARTIFACT_DIR!r}, the folder of EMR's compact "
-                        "artifact; rename the task (the models: mapping of the config)."
-                    )
+                refuse_artifact_task(task)
                 extra = {"task": task, "rescaler": self.rescalers[task]}
-                write_model(task, extra, iter(self.model_for(task, dtype=dtype).items()))
+                write_model(task, extra, self.iter_model(task, dtype=dtype))
         if output in ("compact", "both"):
             self.artifact = write_artifact(self, staging / ARTIFACT_DIR, dtype=dtype)
+
+    def write_from_walks(self, walk: Walk, out_dir: Path, **options: object) -> Path:
+        """Merge and write without holding the model: see ``tadrop.merge.emr_stream``."""
+        from tadrop.merge.emr_stream import write_in_two_walks
+
+        return write_in_two_walks(self, walk, out_dir, **options)
 
 
 class EMR(MergeMethod):
@@ -146,10 +159,6 @@ class EMR(MergeMethod):
         ):
             if value not in allowed:
                 raise ValueError(f"EMR {what}={value!r} is not allowed; use one of {allowed}.")
-
-    def held_bytes(self, parameters: int, tasks: int) -> int:
-        """Memory of the result before writing: tau_uni and base in float32, K bit masks."""
-        return 8 * parameters + tasks * parameters // 8
 
     def disk_bytes(self, model_bytes: int, parameters: int, tasks: int) -> int:
         """What ``output`` writes: K models of ``model_bytes`` and/or the artifact (float32

@@ -16,20 +16,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from tadrop.io import open_checkpoint, write_checkpoint
 from tadrop.io.checkpoint import Checkpoint
 from tadrop.io.errors import CheckpointError
+from tadrop.io.safetensors_format import PlannedFile, TensorSpec
+from tadrop.io.tensor_files import SafetensorsFile
 from tadrop.io.writer import tadrop_version
-from tadrop.merge.save import provenance, staged_dir
+from tadrop.merge.save import output_plan, provenance, staged_dir
 
 FORMAT = "tadrop-emr-artifact"
 FORMAT_VERSION = 1
@@ -77,18 +79,75 @@ def model_bytes(family: Any, dtype: torch.dtype | None) -> int:
     return total
 
 
+def refuse_artifact_task(task: str) -> None:
+    """ValueError for a task named like the artifact's folder (its model would collide)."""
+    if task == ARTIFACT_DIR:
+        raise ValueError(
+            f"A task is named {ARTIFACT_DIR!r}, the folder of EMR's compact artifact; rename "
+            "the task (the models: mapping of the config)."
+        )
+
+
+class ArtifactFiles:
+    """The artifact's two safetensors files, laid out up front as the safetensors library lays
+    them out (names sorted, no metadata), then filled one merged tensor at a time."""
+
+    def __init__(self, folder: Path, shapes: dict[str, tuple[int, ...]], tasks: int) -> None:
+        folder.mkdir(parents=True)
+        names = sorted(shapes)
+        packed = {name: (tasks, -(-math.prod(shapes[name]) // 8)) for name in names}
+        self.unified = PlannedFile(
+            folder / UNIFIED_FILE,
+            [TensorSpec(name, torch.float32, shapes[name]) for name in names],
+            {},
+            ascii_names=False,
+        )
+        self.masks = PlannedFile(
+            folder / MASKS_FILE,
+            [TensorSpec(name, torch.uint8, packed[name]) for name in names],
+            {},
+            ascii_names=False,
+        )
+
+    def write(self, name: str, unified: torch.Tensor, packed_masks: list[np.ndarray]) -> None:
+        """tau_uni (float32) and the K packed masks of one merged tensor."""
+        self.unified.write(name, unified.cpu().contiguous())
+        self.masks.write(name, torch.from_numpy(np.stack(packed_masks)))
+
+
+@contextmanager
+def artifact_files(
+    folder: Path, shapes: dict[str, tuple[int, ...]], tasks: int
+) -> Iterator[ArtifactFiles]:
+    """``ArtifactFiles`` in the new folder ``folder``, fsync'd and closed on leaving the block
+    (closed, for the caller's staging folder to remove, on an error)."""
+    files = ArtifactFiles(folder, shapes, tasks)
+    try:
+        yield files
+        files.unified.close()
+        files.masks.close()
+    finally:
+        files.unified.abort()
+        files.masks.abort()
+
+
 def write_artifact(
     result: Any, folder: Path, *, dtype: torch.dtype | None = None
 ) -> dict[str, Any]:
     """Write an EMR result's artifact into the new folder ``folder`` (inside a staging folder;
     ``save_artifact`` writes one atomically on its own); returns the manifest."""
-    folder.mkdir(parents=True)
-    unified = {name: tensor.contiguous() for name, tensor in result.unified.items()}
-    masks = {
-        name: torch.from_numpy(np.stack(packed)) for name, packed in result.packed_masks.items()
-    }
-    save_file(unified, str(folder / UNIFIED_FILE))
-    save_file(masks, str(folder / MASKS_FILE))
+    shapes = {name: tuple(tensor.shape) for name, tensor in result.unified.items()}
+    with artifact_files(folder, shapes, len(result.family.task_names)) as files:
+        for name in shapes:
+            files.write(name, result.unified[name], result.packed_masks[name])
+    return write_manifest(result, folder, shapes, dtype)
+
+
+def write_manifest(
+    result: Any, folder: Path, shapes: dict[str, tuple[int, ...]], dtype: torch.dtype | None
+) -> dict[str, Any]:
+    """The manifest of the artifact whose two files ``folder`` holds (``shapes``: the merged
+    tensors in walk order); returns it."""
     files = {
         name: {"bytes": (folder / name).stat().st_size, "sha256": _sha256(folder / name)}
         for name in (UNIFIED_FILE, MASKS_FILE)
@@ -103,7 +162,7 @@ def write_artifact(
         "provenance": provenance(result),
         "tasks": tasks,
         "rescalers": result.rescalers,  # JSON floats round-trip float64 exactly
-        "tensors": {name: list(tensor.shape) for name, tensor in unified.items()},
+        "tensors": {name: list(shape) for name, shape in shapes.items()},
         "base": str(result.family.base.source),
         "dtype": None if dtype is None else str(dtype).removeprefix("torch."),
         "files": files,
@@ -169,21 +228,21 @@ def iter_task_model(
         raise ValueError(f"{folder}: no task {task!r}; the tasks are {manifest['tasks']}.")
     index, rescaler = manifest["tasks"].index(task), manifest["rescalers"][task]
     _check_base(manifest, base)
-    with (
-        safe_open(str(folder / UNIFIED_FILE), "pt") as unified,
-        safe_open(str(folder / MASKS_FILE), "numpy") as masks,
-    ):
-        for name in base.keys():
-            tensor = base.get(name)
-            if name in manifest["tensors"]:
-                unified_tensor = unified.get_tensor(name)
-                mask = unpack_mask(masks.get_tensor(name)[index], tuple(unified_tensor.shape))
-                merged = task_tensor(tensor.float(), unified_tensor, mask, rescaler)
-                yield name, merged.to(dtype or tensor.dtype)
-            elif dtype is not None and tensor.is_floating_point():
-                yield name, tensor.to(dtype)
-            else:
-                yield name, tensor
+    # our reader maps the file afresh for each tensor, so pages already used are let go: one
+    # safe_open for the whole loop would keep the whole float32 unified vector resident
+    unified, masks = SafetensorsFile(folder / UNIFIED_FILE), SafetensorsFile(folder / MASKS_FILE)
+    for name in base.keys():
+        tensor = base.get(name)
+        if name in manifest["tensors"]:
+            unified_tensor = unified.get(name)
+            packed = masks.get(name).numpy()[index]
+            mask = unpack_mask(packed, tuple(unified_tensor.shape))
+            merged = task_tensor(tensor.float(), unified_tensor, mask, rescaler)
+            yield name, merged.to(dtype or tensor.dtype)
+        elif dtype is not None and tensor.is_floating_point():
+            yield name, tensor.to(dtype)
+        else:
+            yield name, tensor
 
 
 def expand(
@@ -214,4 +273,5 @@ def expand(
             metadata=metadata,
             input_paths=[checkpoint.source, Path(artifact)],
             overwrite=overwrite,
+            plan=output_plan(checkpoint, dtype, checkpoint.keys()),
         )

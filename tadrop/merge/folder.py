@@ -14,12 +14,18 @@ from tadrop.merge.base import (
     MergeMethod,
     MergeResult,
     Progress,
+    SparsifiedTensor,
     _prepare,
     iter_merged,
-    output_tensor,
-    run_merge,
 )
-from tadrop.merge.save import input_paths, provenance, save_result
+from tadrop.merge.save import (
+    Walk,
+    input_paths,
+    output_dtype,
+    output_plan,
+    output_tensor,
+    provenance,
+)
 from tadrop.sparsify.base import Sparsifier
 
 if TYPE_CHECKING:
@@ -49,31 +55,31 @@ def merge_to_folder(
     dtype: torch.dtype | None = None,
 ) -> tuple[Path, MergeResult]:
     """Merge and write in one streaming pass: each merged tensor goes to the writer as soon as
-    it is made, so peak memory is one shard, not the whole model. A method that does not
-    ``streams`` (EMR, whose task models need every tensor's rescaler contributions first) is
-    merged in memory and then written.
+    it is made and is written at its planned place, so peak memory is a few tensors. A method that does not
+    ``streams`` (EMR, whose task models need every tensor's rescaler contributions first) walks
+    the family twice (``MergeResult.write_from_walks``): its sums first, then the tensors.
 
     Returns the written folder and the (tensor-free) result with sparsity and provenance.
     """
-    if not method.streams:
-        result = run_merge(
-            family, method, sparsifier, device=device, progress=progress, cancel=cancel
-        )
-        return save_result(
-            result, out_dir, overwrite=overwrite, max_shard_bytes=max_shard_bytes, dtype=dtype
-        ), result
     result = method.new_result(family, _prepare(method, sparsifier))
+    if not method.streams:
+        walk = _two_walks(family, method, result, device=device, progress=progress, cancel=cancel)
+        path = result.write_from_walks(
+            walk, Path(out_dir), overwrite=overwrite, max_shard_bytes=max_shard_bytes, dtype=dtype
+        )
+        return path, result
+    merged = set(family.tensor_names)
+    rest = [name for name in family.base.keys() if name not in merged]
 
     def tensors() -> Iterator[tuple[str, torch.Tensor]]:
         for tensor, delta in iter_merged(
             family, method, result, device=device, progress=progress, cancel=cancel
         ):
-            target = dtype or family.base.dtype(tensor.name)
+            target = output_dtype(family.base.dtype(tensor.name), dtype)
             yield tensor.name, add_base(tensor.base, delta).to("cpu", target)
-        merged = set(family.tensor_names)
-        for name in family.base.keys():
-            if name not in merged:
-                yield name, output_tensor(family.base.get(name), dtype)
+            del tensor, delta  # see iter_merged
+        for name in rest:
+            yield name, output_tensor(family.base.get(name), dtype)
 
     path = write_checkpoint(
         tensors(),
@@ -84,5 +90,29 @@ def merge_to_folder(
         input_paths=input_paths(result),
         overwrite=overwrite,
         context=result.context,
+        plan=output_plan(family.base, dtype, [*family.tensor_names, *rest]),
     )
     return path, result
+
+
+def _two_walks(
+    family: ModelFamily,
+    method: MergeMethod,
+    result: MergeResult,
+    *,
+    device: str | torch.device,
+    progress: Progress | None,
+    cancel: Cancel | None,
+) -> Walk:
+    """``iter_merged`` as a ``Walk``; progress counts both walks (2 x tensors)."""
+
+    def walk(again: bool) -> Iterator[tuple[SparsifiedTensor, object]]:
+        def counted(done: int, total: int, name: str) -> None:
+            if progress is not None:
+                progress(done + total * again, 2 * total, name)
+
+        return iter_merged(
+            family, method, result, device=device, progress=counted, cancel=cancel, again=again
+        )
+
+    return walk

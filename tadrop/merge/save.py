@@ -11,16 +11,23 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
 from tadrop.io import write_checkpoint
 from tadrop.io.atomic import atomic_dir
+from tadrop.io.safetensors_format import TensorSpec
 from tadrop.io.writer import check_not_over_inputs, tadrop_version
+
+if TYPE_CHECKING:
+    from tadrop.io.checkpoint import Checkpoint
 
 # write_model(subfolder, extra provenance, (name, tensor) pairs): one model under the staging folder
 WriteModel = Callable[[str, dict[str, object], Iterable[tuple[str, torch.Tensor]]], None]
+# walk(again): one walk of a merge over its family, yielding (tensor, the method's output);
+# again=True: the same walk once more (nothing fitted or counted twice)
+Walk = Callable[[bool], Iterator[tuple[Any, Any]]]
 
 
 class SavableResult(Protocol):
@@ -33,6 +40,10 @@ class SavableResult(Protocol):
         self, task: str | None = None, *, dtype: torch.dtype | None = None
     ) -> dict[str, torch.Tensor]: ...
 
+    def iter_model(
+        self, task: str | None = None, *, dtype: torch.dtype | None = None
+    ) -> Iterator[tuple[str, torch.Tensor]]: ...
+
     def write_parts(
         self,
         staging: Path,
@@ -41,6 +52,25 @@ class SavableResult(Protocol):
         dtype: torch.dtype | None,
         tasks: list[str] | None,
     ) -> None: ...
+
+
+def output_dtype(stored: torch.dtype, dtype: torch.dtype | None) -> torch.dtype:
+    """The dtype a tensor stored as ``stored`` is written in: floats in ``dtype`` when given."""
+    return dtype if dtype is not None and stored.is_floating_point else stored
+
+
+def output_tensor(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """``tensor`` as written to an output checkpoint: floats in ``dtype`` when one is given."""
+    return tensor.to(output_dtype(tensor.dtype, dtype))
+
+
+def output_plan(base: Checkpoint, dtype: torch.dtype | None, names: list[str]) -> list[TensorSpec]:
+    """The ``TensorSpec`` of each ``base`` tensor in ``names`` as an output model stores it (for
+    ``tadrop.io.writer.planned_checkpoint``, which then holds no tensor)."""
+    return [
+        TensorSpec(name, output_dtype(base.dtype(name), dtype), tuple(base.shape(name)))
+        for name in names
+    ]
 
 
 def provenance(result: SavableResult, extra: dict | None = None) -> dict[str, str]:
@@ -85,9 +115,11 @@ def save_result(
         max_shard_bytes=max_shard_bytes,
         input_paths=input_paths(result),
         context=result.context,
+        # every model written here has the base's tensors in its order: nothing is held
+        plan=output_plan(result.family.base, dtype, result.family.base.keys()),
     )
     if not result.writes_parts:
-        tensors = iter(result.model_for(dtype=dtype).items())
+        tensors = result.iter_model(dtype=dtype)
         return write_checkpoint(
             tensors, out_dir, metadata=provenance(result), overwrite=overwrite, **options
         )
