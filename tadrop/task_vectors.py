@@ -10,8 +10,12 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from tadrop.quantiles.buffers import WalkBuffers
 
 from tadrop.io import Checkpoint, CheckpointError, count_nonfinite, open_checkpoint
 from tadrop.io import check_finite as _check_finite
@@ -327,15 +331,19 @@ def iter_task_vectors(
     device: str | torch.device = "auto",
     names: Sequence[str] | None = None,
     check_finite: bool = True,
+    buffers: WalkBuffers | None = None,
 ) -> Iterator[TensorTaskVectors]:
-    """Yield the task vectors of each tensor, one tensor name at a time."""
+    """Yield the task vectors of each tensor, one tensor name at a time. With ``buffers`` the
+    (K, *shape) stack is a reused buffer: each yielded stack is valid only until the next."""
     target = resolve_device(device)
     for name in names if names is not None else family.tensor_names:
         base_tensor = family.base.get(name)
         base32 = base_tensor.to(target, torch.float32)
-        stacked = torch.empty(
-            (len(family.tasks), *base32.shape), dtype=torch.float32, device=target
-        )
+        shape = (len(family.tasks), *base32.shape)
+        if buffers is None:
+            stacked = torch.empty(shape, dtype=torch.float32, device=target)
+        else:
+            stacked = buffers.get("task_vectors", shape, torch.float32, target)
         for index, task in enumerate(family.tasks):
             # tau_k = theta_k - theta_pre in one pass (the float32 promotion happens inside sub).
             torch.sub(family.get_task_tensor(task, name).to(target), base32, out=stacked[index])

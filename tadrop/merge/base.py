@@ -18,6 +18,7 @@ import torch
 from tadrop.io import count_nonfinite
 from tadrop.merge.save import Walk, output_dtype, output_tensor, save_result
 from tadrop.params import describe, get_params, validate_params
+from tadrop.quantiles.buffers import WalkBuffers
 from tadrop.sparsify.base import Sparsifier
 
 if TYPE_CHECKING:
@@ -184,14 +185,22 @@ def sparsify_tensor(
     task_names: list[str],
     *,
     values: bool = True,
+    buffers: WalkBuffers | None = None,
 ) -> SparsifiedTensor:
-    """Sparsify each task's slice of one tensor (``values=False``: the keep-masks only)."""
+    """Sparsify each task's slice of one tensor (``values=False``: the keep-masks only;
+    ``buffers``: the masks and sparse values are reused buffers, see ``iter_task_vectors``)."""
     if sparsifier is None:
         return SparsifiedTensor(
             tensor.name, tensor.base, tensor.task_vectors, tensor.task_vectors, None, task_names
         )
-    keep_masks = torch.empty_like(tensor.task_vectors, dtype=torch.bool)
-    sparse = torch.empty_like(tensor.task_vectors) if values else tensor.task_vectors
+    stack = tensor.task_vectors
+    if buffers is None:
+        keep_masks = torch.empty_like(stack, dtype=torch.bool)
+        sparse = torch.empty_like(stack) if values else stack
+    else:
+        keep_masks = buffers.get("keep_masks", tuple(stack.shape), torch.bool, stack.device)
+        sparse = buffers.get("sparse", tuple(stack.shape), stack.dtype, stack.device)
+        sparse = sparse if values else stack
     for index, task in enumerate(task_names):
         tau, where = tensor.task_vectors[index], {"name": tensor.name, "task": task}
         if values:
@@ -212,10 +221,12 @@ def iter_sparsified(
     cancel: Cancel | None = None,
     values: bool = True,
     fit: bool = True,
+    buffers: WalkBuffers | None = None,
 ) -> Iterator[SparsifiedTensor]:
     """Walk the family, yielding each tensor's sparsified task vectors; fits global scope first
     (``fit=False``: it was fitted already). ``values=False``: only the keep-masks are computed
-    (``sparse`` is the task vectors)."""
+    (``sparse`` is the task vectors). ``buffers``: every (K, *shape) stack is a reused buffer,
+    valid only until the next tensor is asked for."""
     from tadrop.task_vectors import iter_task_vectors
 
     if sparsifier is not None:
@@ -223,10 +234,11 @@ def iter_sparsified(
         if sparsifier.needs_fit and fit:
             sparsifier.fit(family, device=device)
     total = len(family.tensor_names)
-    for done, tensor in enumerate(iter_task_vectors(family, device=device)):
+    walk = iter_task_vectors(family, device=device, buffers=buffers)
+    for done, tensor in enumerate(walk):
         if cancel is not None and cancel.is_set():
             raise MergeCancelled("The merge was cancelled; nothing was written.")
-        yield sparsify_tensor(tensor, sparsifier, family.task_names, values=values)
+        yield sparsify_tensor(tensor, sparsifier, family.task_names, values=values, buffers=buffers)
         if progress is not None:
             progress(done + 1, total, tensor.name)
         del tensor  # not held while the next tensor is read (see iter_merged)
@@ -262,6 +274,7 @@ def iter_merged(
         cancel=cancel,
         values=method.uses_sparse_values(),
         fit=not again,
+        buffers=WalkBuffers(),  # nothing below holds a tensor past its turn
     ):
         if not again:
             count_entries(result, tensor)
