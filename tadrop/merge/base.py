@@ -19,6 +19,7 @@ from tadrop.io import count_nonfinite
 from tadrop.merge.save import Walk, output_dtype, output_tensor, save_result
 from tadrop.params import describe, get_params, validate_params
 from tadrop.quantiles.buffers import WalkBuffers
+from tadrop.quantiles.memory import keep_scratch_memory
 from tadrop.sparsify.base import Sparsifier
 
 if TYPE_CHECKING:
@@ -322,11 +323,12 @@ def run_merge(
 ) -> MergeResult:
     """Merge a whole family in memory (merged tensors kept on the CPU in float32)."""
     result = method.new_result(family, _prepare(method, sparsifier))
-    for tensor, merged in iter_merged(
-        family, method, result, device=device, progress=progress, cancel=cancel
-    ):
-        result.add(tensor, merged)
-        del tensor, merged  # see iter_merged
+    with keep_scratch_memory():  # each tensor's temporaries reuse the last one's pages
+        for tensor, merged in iter_merged(
+            family, method, result, device=device, progress=progress, cancel=cancel
+        ):
+            result.add(tensor, merged)
+            del tensor, merged  # see iter_merged
     return result
 
 

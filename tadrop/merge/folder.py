@@ -26,6 +26,7 @@ from tadrop.merge.save import (
     output_tensor,
     provenance,
 )
+from tadrop.quantiles.memory import keep_scratch_memory
 from tadrop.sparsify.base import Sparsifier
 
 if TYPE_CHECKING:
@@ -61,6 +62,17 @@ def merge_to_folder(
 
     Returns the written folder and the (tensor-free) result with sparsity and provenance.
     """
+    with keep_scratch_memory():  # each tensor's temporaries reuse the last one's pages
+        return _merge_and_write(
+            family, method, sparsifier, out_dir, device=device, progress=progress,
+            cancel=cancel, overwrite=overwrite, max_shard_bytes=max_shard_bytes, dtype=dtype,
+        )  # fmt: skip
+
+
+def _merge_and_write(
+    family, method, sparsifier, out_dir, *, device, progress, cancel, overwrite,
+    max_shard_bytes, dtype,
+) -> tuple[Path, MergeResult]:  # fmt: skip
     result = method.new_result(family, _prepare(method, sparsifier))
     if not method.streams:
         walk = _two_walks(family, method, result, device=device, progress=progress, cancel=cancel)
