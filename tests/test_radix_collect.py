@@ -1,5 +1,5 @@
 """Pass 3 of the fp32 radix route either counts the low bits inside the sub-buckets holding a
-rank (``_lowest_bits``) or, when those sub-buckets hold at most COLLECT_MAX entries, collects
+rank (``_lowest_bits``) or, when those sub-buckets hold at most SUB_COLLECT_MAX entries, collects
 and sorts them (``_collected``): both give the sort's sketch bit for bit, on one tensor and on
 a task vector read from two, and each is taken where it should be."""
 
@@ -21,7 +21,7 @@ def sort_reference(tau: torch.Tensor) -> np.ndarray:
     return quantiles_from_sorted(np.sort(tau.abs().float().numpy().reshape(-1)), SKETCH_GRID)
 
 
-ROUTES = {"buckets": 1 << 20, "sub-buckets": 50_000, "count": -1}  # COLLECT_MAX of each
+ROUTES = {"buckets": 1 << 20, "sub-buckets": 50_000, "count": -1}  # the limits of each
 
 
 @pytest.fixture(params=list(ROUTES))
@@ -31,6 +31,7 @@ def pass3(request, monkeypatch):
     if not radix.supports(torch.zeros(1)):
         pytest.skip("no C compiler: no radix route")
     monkeypatch.setattr(radix, "COLLECT_MAX", ROUTES[request.param])
+    monkeypatch.setattr(radix, "SUB_COLLECT_MAX", ROUTES[request.param])
     taken = {route: 0 for route in ROUTES}
     collect, count = radix._collected, radix._lowest_bits
 
@@ -77,10 +78,11 @@ def test_task_vector_sketch_equals_the_sort(pass3, kind):
 
 def test_many_entries_in_the_rank_sub_buckets_are_counted(monkeypatch):
     """A spike: one value fills 40% of the tensor, so its sub-bucket holds more than
-    COLLECT_MAX entries and pass 3 counts instead of collecting."""
+    SUB_COLLECT_MAX entries and pass 3 counts instead of collecting."""
     if not radix.supports(torch.zeros(1)):
         pytest.skip("no C compiler: no radix route")
     monkeypatch.setattr(radix, "COLLECT_MAX", 50_000)
+    monkeypatch.setattr(radix, "SUB_COLLECT_MAX", 50_000)
     tau = adversarial("normal", 300_007, seed=6)
     tau[::5] = 0.75
     tau[1::5] = -0.75

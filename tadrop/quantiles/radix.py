@@ -28,11 +28,14 @@ _COPIES = 2  # histograms per part in pass 1 (COPIES in the C source)
 # histogram (up to ~1000 buckets x 64 x 4 bytes a thread) stays in L2, and pass 3 collects
 # the sub-buckets of ~1000 ranks: about 1% of the entries.
 SUB_BITS = 6
-# At or below this many entries in the buckets (after pass 1) or sub-buckets (after pass 2)
-# holding a rank, they are collected and sorted (~3 ms for 1M) instead of refined by counting:
-# pass 2 alone cost ~7 ms on a 1M-entry tensor, and pass 3's 512-bin histograms per rank ~15 ms
-# to clear and reduce, whatever the tensor's size.
+# At or below this many entries in the buckets holding a rank (after pass 1), they are collected
+# and sorted (~3 ms for 1M) instead of refined by pass 2 (~7 ms on a 1M-entry tensor); more are
+# refined, as a pass costs less than sorting them.
 COLLECT_MAX = 1 << 20
+# After pass 2, the sub-buckets holding a rank are collected and sorted up to this many entries
+# (1.6M on a 256M-entry tensor: 704 instead of 836 ms) instead of counted by pass 3, whose
+# 512-bin histograms per rank cost ~15 ms to clear and reduce besides its pass.
+SUB_COLLECT_MAX = 1 << 23
 
 
 @dataclass
@@ -194,7 +197,7 @@ def _refine(entries: _Entries, parts, per_part, cumulative, buckets, within) -> 
     within_sub = position - np.where(sub > 0, running[sub - 1], 0)
     ids = np.unique(sub)  # ascending
     flagged = Flagged(slots, SUB_BITS, ids, counts[ids], per_part2[:, ids].sum(axis=1))
-    if flagged.per_part.sum() <= COLLECT_MAX:
+    if flagged.per_part.sum() <= SUB_COLLECT_MAX:
         return _collected(entries, parts, slot_of, flagged, sub, within_sub)
     return _lowest_bits(entries, parts, wanted, slot_of, sub, within_sub)
 
