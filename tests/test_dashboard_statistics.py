@@ -33,6 +33,21 @@ def test_progress_counts_tensors_and_weights_the_estimate_by_entries(monkeypatch
     assert last_fraction == 1.0 and last_text == "Statistics: 2/2 tensors (small)"
 
 
+def test_the_bar_is_redrawn_at_most_once_per_interval_and_always_at_the_end(monkeypatch):
+    # start, then tensors done at 0.1 s, 0.3 s, 0.7 s, 0.8 s and the last one at 0.9 s
+    clock = iter([100.0, 100.1, 100.3, 100.7, 100.8, 100.9])
+    monkeypatch.setattr(widgets.time, "monotonic", lambda: next(clock))
+    bar = FakeBar()
+    sizes = {name: 10 for name in "abcde"}
+    progress = widgets.statistics_progress(bar, fake_family(sizes), interval_s=0.5)
+    for done, name in enumerate(sizes, start=1):
+        progress(done, len(sizes), name)
+    assert [text.split(",")[0] for _, text in bar.shown] == [
+        "Statistics: 3/5 tensors",  # the first 0.5 s after the start
+        "Statistics: 5/5 tensors (e)",  # the last tensor, 0.2 s later
+    ]
+
+
 def test_a_cached_table_fills_the_bar_at_once():
     bar = FakeBar()
     progress = widgets.statistics_progress(bar, fake_family({"a": 10, "b": 10}))
