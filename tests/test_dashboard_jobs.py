@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 from family_fixtures import write_family
-from test_dashboard_app import messages
 from streamlit.testing.v1 import AppTest
+from test_dashboard_app import messages
 
 from dashboard import jobs
 from tadrop import stats as tadrop_stats
 from tadrop.config.family import ENV_FAMILY
-from tadrop.stats.cache import is_cached
 from tadrop.sparsify.tadrop_drop import DEFAULT_A, DEFAULT_B, DEFAULT_EPS
+from tadrop.stats.cache import is_cached
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard"
 
