@@ -55,7 +55,7 @@ class StatisticsJob:
             self.table = tadrop_stats.compute_stats(
                 self.family, device=self.device, progress=self.record
             )
-        except BaseException as error:  # noqa: BLE001 - shown by the page that waits on it
+        except Exception as error:  # noqa: BLE001 - shown by the page that waits on it
             self.error = error
         finally:
             self._finished.set()

@@ -116,11 +116,14 @@ def require_statistics(source: state.FamilySource, family: ModelFamily) -> pd.Da
 
 
 # The bar is redrawn at most this often: every redraw costs the browser a render of the page
-# (~15-40 ms of CPU in a software-rendered Chromium), taken from the statistics' own cores.
+# (~14 ms of CPU in headless Chromium for a bar alone, 200 redraws measured), taken from the
+# cores the statistics run on.
 PROGRESS_INTERVAL_S = 0.5
 
 
-def wait_for_statistics(job: StatisticsJob, interval_s: float = PROGRESS_INTERVAL_S):
+def wait_for_statistics(
+    job: StatisticsJob, interval_s: float = PROGRESS_INTERVAL_S
+) -> pd.DataFrame | None:
     """The job's table, its progress drawn every ``interval_s`` until it is done; raises the
     job's error."""
     if not job.wait(0):
