@@ -5,10 +5,14 @@ For each condition (idle, then under bench/background_load.py's busy loops), in 
 
     stats_s         ``compute_stats`` of the whole family in this process (no cache), alone
     server_s        ``tadrop dashboard --family FAMILY`` until streamlit answers its health check
-    first_figure_s  headless Chromium opens the Sparsity landscape page until the first plotly
-                    figure is drawn; the statistics cache ($TADROP_HOME/cache) is empty, so the
-                    page computes the statistics under its progress bar first
-    overhead_s      first_figure_s - stats_s (target < 5)
+                    (headless Chromium is started before the server, as a user's browser is)
+    first_figure_s  from the health check: the browser opens the Sparsity landscape page until
+                    the first plotly figure is drawn; the statistics cache ($TADROP_HOME/cache)
+                    is empty, so the page shows the statistics' progress first (the server
+                    starts computing them as it starts: dashboard/jobs.py)
+    launch_s        from starting ``tadrop dashboard`` to that first figure (server_s +
+                    first_figure_s): what a user waits
+    overhead_s      launch_s - stats_s (target < 5; it includes the server's start-up)
     reopen_s        a second browser session on the same server (statistics cached)
 
 The family is a folder written by bench/make_family.py (base/ + one folder per task).
@@ -58,12 +62,17 @@ def stats_alone(family_dir: Path) -> float:
 
 
 def serve_and_open(family_dir: Path, chromium: str, timeout_s: float) -> dict[str, float]:
-    """Start ``tadrop dashboard --family`` with an empty TADROP_HOME, then time the landscape
-    page's first figure in a fresh browser session, twice."""
+    """Start a browser, then ``tadrop dashboard --family`` with an empty TADROP_HOME; time the
+    landscape page's first figure in a fresh browser session, twice."""
     from playwright.sync_api import sync_playwright
 
     port = free_port()
-    with tempfile.TemporaryDirectory(prefix="dashboard-home-") as home:
+    scratch = os.environ.get("BENCH_SCRATCH")  # where the empty TADROP_HOME goes (else /tmp)
+    with (
+        tempfile.TemporaryDirectory(prefix="dashboard-home-", dir=scratch) as home,
+        sync_playwright() as playwright,
+    ):
+        browser = launch_chromium(playwright, chromium)
         env = {**os.environ, "TADROP_HOME": home, "PYTHONPATH": str(REPO_ROOT)}
         command = [sys.executable, "-m", "tadrop.cli", "dashboard", "--family", str(family_dir),
                    "--port", str(port), "--quiet"]  # fmt: skip
@@ -74,26 +83,25 @@ def serve_and_open(family_dir: Path, chromium: str, timeout_s: float) -> dict[st
         try:
             wait_healthy(port, 120)
             server_s = time.perf_counter() - started
-            with sync_playwright() as playwright:
-                browser = launch_chromium(playwright, chromium)
-                url = f"http://127.0.0.1:{port}/landscape"
-                first = open_until_figure(browser, url, timeout_s)
-                reopen = open_until_figure(browser, url, timeout_s)
-                browser.close()
+            url = f"http://127.0.0.1:{port}/landscape"
+            first = open_until_figure(browser, url, timeout_s)
+            reopen = open_until_figure(browser, url, timeout_s)
         except Exception:
             print(log_path.read_text(errors="replace")[-4000:], file=sys.stderr)
             raise
         finally:
             server.terminate()  # tadrop's CLI stops its streamlit child on SIGTERM
             server.wait(timeout=30)
-    return {"server_s": server_s, "first_figure_s": first, "reopen_s": reopen}
+            browser.close()
+    return {"server_s": server_s, "first_figure_s": first, "launch_s": server_s + first,
+            "reopen_s": reopen}  # fmt: skip
 
 
 def measure(family_dir: Path, args: argparse.Namespace) -> dict[str, float]:
     stats_s = stats_alone(family_dir)
     print(f"  statistics alone: {stats_s:.1f} s", flush=True)
     served = serve_and_open(family_dir, args.chromium, args.timeout)
-    overhead = served["first_figure_s"] - stats_s
+    overhead = served["launch_s"] - stats_s
     return {"stats_s": stats_s, **served, "overhead_s": overhead,
             "meets_target": overhead < OVERHEAD_TARGET_S}  # fmt: skip
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import exports, paths
+from dashboard import exports, jobs, paths
 from dashboard import runs as run_records
 from dashboard.demo import SharedEvaluator, demo_home, demo_source, open_demo_zoo
 from dashboard.sources import FamilySource, command_line_family, open_family
@@ -32,7 +32,7 @@ DEFAULTS: dict[str, object] = {
     "tadrop_a": DEFAULT_A,
     "tadrop_b": DEFAULT_B,
     "tadrop_eps": DEFAULT_EPS,
-    "device": "auto",
+    "device": jobs.DEFAULT_DEVICE,
 }
 
 
@@ -72,7 +72,7 @@ def store_quantile_settings(a: float, b: float, eps: float) -> None:
 
 
 def device() -> str:
-    return str(st.session_state.get("device", "auto"))
+    return str(st.session_state.get("device", DEFAULTS["device"]))
 
 
 def chosen_source() -> FamilySource | None:
@@ -129,28 +129,33 @@ def full_statistics(
 ) -> pd.DataFrame:
     """The statistics table with its quantile sketches, shared by sessions, so callers must
     not modify it (``statistics`` gives a copy without sketches). No side effects: the page
-    computes the table first under its own progress bar (``compute_statistics``) and hands it
-    over as ``_computed``; otherwise it comes from the on-disk cache (or is computed quietly
-    when that cache cannot be written)."""
+    waits for the server's statistics job under its progress bar (``statistics_job``) and
+    hands the table over as ``_computed``; otherwise it comes from the on-disk cache (or is
+    computed quietly when that cache cannot be written)."""
     if _computed is not None:
         return _computed
     return tadrop_stats.compute_stats(_family, device=device_name)
 
 
 def statistics_ready(source_key: str, family: ModelFamily) -> bool:
-    """Whether the table is at hand without reading tensors: computed in this session, or in
-    the on-disk statistics cache."""
+    """Whether the table is at hand without reading tensors: handed over in this session, or
+    in the on-disk statistics cache."""
     if source_key in st.session_state.setdefault("statistics_computed", set()):
         return True
     return is_cached(family, DEFAULT_A, DEFAULT_B, DEFAULT_EPS)
 
 
-def compute_statistics(
-    source_key: str, device_name: str, family: ModelFamily, progress
+def statistics_job(source: FamilySource, family: ModelFamily) -> jobs.StatisticsJob:
+    """The server's statistics job of this family and the session's device (joined if one
+    runs, e.g. the one ``serve.py`` started, else started)."""
+    return jobs.statistics_job(source.key, device(), lambda: family)
+
+
+def keep_statistics(
+    source_key: str, device_name: str, family: ModelFamily, table: pd.DataFrame
 ) -> pd.DataFrame:
-    """Compute the table (reporting ``progress(done, total, name)`` per tensor), write it to
-    the on-disk cache and to the shared ``full_statistics`` cache."""
-    table = tadrop_stats.compute_stats(family, device=device_name, progress=progress)
+    """Hand a computed table to the shared ``full_statistics`` cache (the job wrote it to the
+    on-disk cache)."""
     st.session_state.setdefault("statistics_computed", set()).add(source_key)
     return full_statistics(source_key, device_name, family, table)
 

@@ -27,6 +27,7 @@ from tadrop.sparsify.tadrop_drop import (
     drop_rate_of,
 )
 from tadrop.stats import cache as stats_cache
+from tadrop.stats.memory import keep_scratch_memory
 from tadrop.stats.row import SKETCH_POINTS, sorted_magnitudes, task_vector_stats, tensor_stats
 from tadrop.task_vectors import ModelFamily, iter_task_vectors, resolve_device
 
@@ -77,7 +78,8 @@ def compute_stats(
             total = len(family.tensor_names)
             progress(total, total, "statistics read from the cache")
         return cached
-    table = _compute_table(family, a, b, eps, device, progress)
+    with keep_scratch_memory():  # no page faults to reuse each row's scratch
+        table = _compute_table(family, a, b, eps, device, progress)
     if path is not None:
         stats_cache.write_cached(table, path)
     return table
