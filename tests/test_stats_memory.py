@@ -12,7 +12,8 @@ import threading
 import numpy as np
 import pytest
 
-from tadrop.stats import memory, table
+from tadrop.quantiles import memory
+from tadrop.stats import table
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or memory._glibc() is None, reason="glibc only"

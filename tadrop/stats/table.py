@@ -19,6 +19,7 @@ import torch
 
 from tadrop.io import check_finite
 from tadrop.names import component_group, parse_name
+from tadrop.quantiles.memory import keep_scratch_memory
 from tadrop.sparsify.tadrop_drop import (
     DEFAULT_A,
     DEFAULT_B,
@@ -27,7 +28,6 @@ from tadrop.sparsify.tadrop_drop import (
     drop_rate_of,
 )
 from tadrop.stats import cache as stats_cache
-from tadrop.stats.memory import keep_scratch_memory
 from tadrop.stats.row import SKETCH_POINTS, sorted_magnitudes, task_vector_stats, tensor_stats
 from tadrop.task_vectors import ModelFamily, iter_task_vectors, resolve_device
 
