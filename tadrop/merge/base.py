@@ -200,8 +200,11 @@ def sparsify_tensor(
         sparse = torch.empty_like(stack) if values else stack
     else:
         keep_masks = buffers.get("keep_masks", tuple(stack.shape), torch.bool, stack.device)
-        sparse = buffers.get("sparse", tuple(stack.shape), stack.dtype, stack.device)
-        sparse = sparse if values else stack
+        sparse = (
+            buffers.get("sparse", tuple(stack.shape), stack.dtype, stack.device)
+            if values
+            else stack
+        )
     for index, task in enumerate(task_names):
         tau, where = tensor.task_vectors[index], {"name": tensor.name, "task": task}
         if values:
