@@ -17,6 +17,7 @@ from tadrop.registry import param_specs, parameters_of
 from tadrop.sparsify.base import RESCALE_MODES, SCOPES
 from tadrop.sparsify.magnitude import COUNT_RULES
 from tadrop.sparsify.tadrop_drop import quantile_problem
+from tadrop.stats import TensorCut, tensor_cut
 from tadrop.task_vectors import ModelFamily
 
 MODELS_PAGE = "views/models.py"
@@ -203,3 +204,24 @@ def parameter_inputs(
                 label, value="" if default is None else str(default), key=key
             )
     return values
+
+
+def one_tensor(
+    source: Any,
+    family: ModelFamily,
+    stats: pd.DataFrame,
+    task: str,
+    tensor: str,
+    cut_at: tuple[float, float, float],
+    log_x: bool,
+) -> tuple[pd.DataFrame, TensorCut, pd.DataFrame | None]:
+    """What the Heterogeneity and Learn pages draw for one task's tensor: its statistics row,
+    TADrop's cut at ``cut_at`` = (a, b, eps) from its sketch, and its |tau| histogram (None,
+    with the error shown, when the tensor cannot be read)."""
+    row = stats[(stats["task"] == task) & (stats["tensor"] == tensor)]
+    sketch = state.sketches(source.key, state.device(), family)[row.index]  # (1, SKETCH_POINTS)
+    histogram = call_or_error(
+        lambda: state.magnitude_histogram(source.key, task, tensor, log_x, state.device(), family),
+        what=f"Reading {tensor}",
+    )
+    return row, tensor_cut(row, *cut_at, sketch), histogram

@@ -6,7 +6,6 @@ from dataclasses import astuple
 import streamlit as st
 
 from dashboard import figures, state, widgets
-from tadrop.stats import tensor_cut
 
 st.title("Heterogeneity of task vectors")
 source, family = widgets.require_family()
@@ -79,13 +78,10 @@ log_x_column, log_y_column, _ = st.columns([1, 1, 3])
 log_x = log_x_column.checkbox("log |τ| axis", value=True, key="het_log_x")
 log_y = log_y_column.checkbox("log count axis", value=False, key="het_log_y")
 
-row = stats[(stats["task"] == task) & (stats["tensor"] == tensor)]
-sketch = state.sketches(source.key, state.device(), family)[row.index]  # (1, SKETCH_POINTS)
-q_a, q_b, drop_rate, threshold = astuple(tensor_cut(row, a, b, eps, sketch))
-histogram = widgets.call_or_error(
-    lambda: state.magnitude_histogram(source.key, task, tensor, log_x, state.device(), family),
-    what=f"Reading {tensor}",
+row, cut_of_tensor, histogram = widgets.one_tensor(
+    source, family, stats, task, tensor, (a, b, eps), log_x
 )
+q_a, q_b, drop_rate, threshold = astuple(cut_of_tensor)
 figure_column, table_column = st.columns([3, 1])
 if histogram is not None:
     figure_column.plotly_chart(

@@ -4,8 +4,8 @@ from dataclasses import astuple
 
 import streamlit as st
 
-from dashboard import figures, state, widgets
-from tadrop.stats import overall_sparsity, tensor_cut
+from dashboard import figures, widgets
+from tadrop.stats import overall_sparsity
 
 st.title("Learn: task vectors and TADrop")
 source, family = widgets.require_family()
@@ -77,13 +77,10 @@ tensor = tensor_column.selectbox(
     key="learn_tensor",
 )
 log_x = log_column.checkbox("log |τ| axis", value=False, key="learn_log_x")
-row = stats[(stats["task"] == task) & (stats["tensor"] == tensor)]
-sketch = state.sketches(source.key, state.device(), family)[row.index]  # (1, SKETCH_POINTS)
-q_a, q_b, drop_rate, cut = astuple(tensor_cut(row, a, b, eps, sketch))
-histogram = widgets.call_or_error(
-    lambda: state.magnitude_histogram(source.key, task, tensor, log_x, state.device(), family),
-    what=f"Reading {tensor}",
+_, cut_of_tensor, histogram = widgets.one_tensor(
+    source, family, stats, task, tensor, (a, b, eps), log_x
 )
+q_a, q_b, drop_rate, cut = astuple(cut_of_tensor)
 if histogram is not None:
     st.plotly_chart(
         figures.magnitude_histogram(

@@ -62,48 +62,44 @@ def merge_to_folder(
 
     Returns the written folder and the (tensor-free) result with sparsity and provenance.
     """
-    with keep_scratch_memory():  # each tensor's temporaries reuse the last one's pages
-        return _merge_and_write(
-            family, method, sparsifier, out_dir, device=device, progress=progress,
-            cancel=cancel, overwrite=overwrite, max_shard_bytes=max_shard_bytes, dtype=dtype,
-        )  # fmt: skip
-
-
-def _merge_and_write(
-    family, method, sparsifier, out_dir, *, device, progress, cancel, overwrite,
-    max_shard_bytes, dtype,
-) -> tuple[Path, MergeResult]:  # fmt: skip
     result = method.new_result(family, _prepare(method, sparsifier))
-    if not method.streams:
-        walk = _two_walks(family, method, result, device=device, progress=progress, cancel=cancel)
-        path = result.write_from_walks(
-            walk, Path(out_dir), overwrite=overwrite, max_shard_bytes=max_shard_bytes, dtype=dtype
+    with keep_scratch_memory():  # each tensor's temporaries reuse the last one's pages
+        if not method.streams:
+            walk = _two_walks(
+                family, method, result, device=device, progress=progress, cancel=cancel
+            )
+            path = result.write_from_walks(
+                walk,
+                Path(out_dir),
+                overwrite=overwrite,
+                max_shard_bytes=max_shard_bytes,
+                dtype=dtype,
+            )
+            return path, result
+        merged = set(family.tensor_names)
+        rest = [name for name in family.base.keys() if name not in merged]
+
+        def tensors() -> Iterator[tuple[str, torch.Tensor]]:
+            for tensor, delta in iter_merged(
+                family, method, result, device=device, progress=progress, cancel=cancel
+            ):
+                target = output_dtype(family.base.dtype(tensor.name), dtype)
+                yield tensor.name, add_base(tensor.base, delta).to("cpu", target)
+                del tensor, delta  # see iter_merged
+            for name in rest:
+                yield name, output_tensor(family.base.get(name), dtype)
+
+        path = write_checkpoint(
+            tensors(),
+            Path(out_dir),
+            aux_dir=family.base.aux_dir,
+            max_shard_bytes=max_shard_bytes,
+            metadata=provenance(result),
+            input_paths=input_paths(result),
+            overwrite=overwrite,
+            context=result.context,
+            plan=output_plan(family.base, dtype, [*family.tensor_names, *rest]),
         )
-        return path, result
-    merged = set(family.tensor_names)
-    rest = [name for name in family.base.keys() if name not in merged]
-
-    def tensors() -> Iterator[tuple[str, torch.Tensor]]:
-        for tensor, delta in iter_merged(
-            family, method, result, device=device, progress=progress, cancel=cancel
-        ):
-            target = output_dtype(family.base.dtype(tensor.name), dtype)
-            yield tensor.name, add_base(tensor.base, delta).to("cpu", target)
-            del tensor, delta  # see iter_merged
-        for name in rest:
-            yield name, output_tensor(family.base.get(name), dtype)
-
-    path = write_checkpoint(
-        tensors(),
-        Path(out_dir),
-        aux_dir=family.base.aux_dir,
-        max_shard_bytes=max_shard_bytes,
-        metadata=provenance(result),
-        input_paths=input_paths(result),
-        overwrite=overwrite,
-        context=result.context,
-        plan=output_plan(family.base, dtype, [*family.tensor_names, *rest]),
-    )
     return path, result
 
 
